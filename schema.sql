@@ -106,3 +106,31 @@ CREATE INDEX IF NOT EXISTS idx_job_failures_source_account ON job_failures(sourc
 CREATE INDEX IF NOT EXISTS idx_job_schedules_enabled ON job_schedules(enabled);
 CREATE INDEX IF NOT EXISTS idx_job_schedules_next ON job_schedules(next_run_at);
 CREATE INDEX IF NOT EXISTS idx_job_schedules_source_account ON job_schedules(source_account_id);
+
+-- ---------------------------------------------------------------- schedule misses
+
+-- Occurrences of a schedule that did not run on time. reason is one of:
+--   misfire   no scheduler ran at the occurrence time (one row per scheduler pass)
+--   overlap   the previous run was still waiting or active under overlap policy skip
+--             (one row per blocking job, extended while it blocks)
+--   rejected  the job request built from the schedule failed validation
+-- schedule_id has no foreign key, so that dropping job_schedules never depends on
+-- this table; deleting a schedule deletes its rows in the same statement.
+CREATE TABLE IF NOT EXISTS job_schedule_misses (
+    id UUID PRIMARY KEY,
+    source_account_id VARCHAR(128) NOT NULL DEFAULT 'primary',
+    schedule_id UUID NOT NULL,
+    reason VARCHAR(20) NOT NULL,
+    first_scheduled_for TIMESTAMP WITH TIME ZONE NOT NULL,
+    last_scheduled_for TIMESTAMP WITH TIME ZONE NOT NULL,
+    missed_count BIGINT NOT NULL,
+    -- Runs enqueued late for these occurrences (misfire policy run-once or run-all).
+    late_runs INTEGER NOT NULL DEFAULT 0,
+    -- The last late run (misfire) or the run that was still in progress (overlap).
+    job_id UUID,
+    detail TEXT,
+    recorded_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW()
+);
+
+CREATE INDEX IF NOT EXISTS idx_job_schedule_misses_schedule
+    ON job_schedule_misses(schedule_id, recorded_at DESC);

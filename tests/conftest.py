@@ -134,6 +134,13 @@ class PluginProcess:
         return self.process.returncode
 
 
+def run_plugin(args, environ, cwd, timeout_s=60):
+    """Run ``nself-jobs ARGS...`` to completion and return the CompletedProcess."""
+    env = dict(environ, PYTHONPATH=f"{REPO / 'lib'}:{REPO}")
+    return subprocess.run([sys.executable, "-m", "nself_jobs.cli.main", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
 @pytest.fixture
 def start_plugin(environ, tmp_path):
     """Start ``nself-jobs ARGS...`` in the background; every process is stopped at teardown."""
@@ -159,3 +166,16 @@ def wait_for(predicate, timeout_s=15, interval_s=0.05, message="condition"):
             return value
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {message}")
+
+
+def drain_history(redis_client, store):
+    """Wait until every history event is in PostgreSQL, written here or by a running process's writer."""
+    from nself_jobs.history import HistoryWriter
+    from nself_jobs.keys import HISTORY_KEY
+    writer = HistoryWriter(redis_client, store)
+
+    def backlog_written():
+        writer.drain_all()
+        return redis_client.llen(HISTORY_KEY) == 0
+
+    wait_for(backlog_written, message="the history backlog to be written")

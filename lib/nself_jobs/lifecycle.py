@@ -60,6 +60,7 @@ class Lifecycle:
 
         ``job`` holds the job's retry settings: ``max_attempts``, ``retry_delay_ms`` and ``backoff``.
         """
+        attempt = int(attempt)
         now = self.clock()
         now_ms = int(now * 1000)
         final = not retryable or attempt >= job["max_attempts"]

@@ -12,7 +12,6 @@ The settle script checks that the attempt is still the one the dead worker
 held, so a job that finished normally is never marked lost afterwards.
 """
 
-import json
 import logging
 import threading
 import time
@@ -61,14 +60,17 @@ class Maintenance:
 
         pipeline = self.redis.pipeline(transaction=False)
         for _, job_id, _ in candidates:
-            pipeline.hmget(keys.job_key(job_id), "worker_name", "nj_attempts", "nj_options", "nj_account", "status")
+            pipeline.hmget(keys.job_key(job_id), "worker_name", "nj_attempts", "nj_account", "status",
+                           "nj_max_attempts", "nj_retry_delay_ms", "nj_backoff")
         states = pipeline.execute()
         workers = {state[0] for state in states if state[0]}
         alive = self._alive_workers(workers)
 
         recovered = []
         for (rq_queue, job_id, lease_expiry), state in zip(candidates, states):
-            owner, attempt, options_json, account, status = state
+            owner, attempt, account, status = state[:4]
+            retry_rules = {"max_attempts": int(state[4] or 1), "retry_delay_ms": int(state[5] or 0),
+                           "backoff": state[6] or "exponential"}
             if status is None:
                 log.error("job %s is in the running registry of %s but its data is missing (evicted or deleted); "
                           "removing the entry", job_id, rq_queue)
@@ -79,7 +81,7 @@ class Maintenance:
             if owner in alive and lease_expiry > now:
                 continue
             reason = "worker lost" if owner not in alive else "worker lost: lease expired"
-            if self._end_lost_attempt(job_id, rq_queue, owner, attempt, options_json, account, reason):
+            if self._end_lost_attempt(job_id, rq_queue, owner, attempt, retry_rules, account, reason):
                 recovered.append(job_id)
         return recovered
 
@@ -92,14 +94,8 @@ class Maintenance:
             pipeline.exists(keys.worker_key(name))
         return {name for name, exists in zip(names, pipeline.execute()) if exists}
 
-    def _end_lost_attempt(self, job_id, rq_queue, owner, attempt, options_json, account, reason):
-        options = json.loads(options_json or "{}")
-        job = {
-            "max_attempts": options.get("maxRetries", self.settings.retry_attempts) + 1,
-            "retry_delay_ms": options.get("retryDelay", self.settings.retry_delay_ms),
-            "backoff": options.get("backoff", self.settings.retry_backoff),
-        }
-        recorded = self.lifecycle.failed_attempt(job_id, rq_queue, owner or "", attempt or "0", job, reason, None,
+    def _end_lost_attempt(self, job_id, rq_queue, owner, attempt, retry_rules, account, reason):
+        recorded = self.lifecycle.failed_attempt(job_id, rq_queue, owner or "", attempt or "0", retry_rules, reason, None,
                                                  account=account or "primary")
         if recorded:
             log.warning("job %s: %s (worker %s, attempt %s); attempt ended by recovery", job_id, reason, owner, attempt)

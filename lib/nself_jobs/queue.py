@@ -86,6 +86,7 @@ class JobQueue:
             "nj_options": json.dumps(spec.options(), ensure_ascii=False),
             "nj_attempts": 0,
             "nj_max_attempts": spec.max_attempts,
+            "nj_retries": spec.max_attempts - 1,
             "nj_timeout_ms": spec.timeout_ms,
             "nj_retry_delay_ms": spec.retry_delay_ms,
             "nj_backoff": spec.backoff,
@@ -155,6 +156,25 @@ class JobQueue:
         return [(job_id, bool(int(created))) for created, job_id in replies]
 
     # ------------------------------------------------------------ reads
+
+    def eviction_warning(self):
+        """Return a warning when Redis may evict queue keys, or None under ``noeviction``.
+
+        Reads ``maxmemory-policy`` with CONFIG GET, or from INFO memory where CONFIG
+        is disabled (managed Redis services often disable it).
+        """
+        try:
+            try:
+                policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+            except redis.ResponseError:
+                policy = self.redis.info("memory").get("maxmemory_policy")
+        except redis.RedisError as error:
+            raise self._translate(error) from error
+        if policy in (None, "noeviction"):
+            return None
+        return (f"Redis maxmemory-policy is {policy}: Redis may evict queued jobs under memory pressure and they "
+                "would be lost. Set maxmemory-policy noeviction (redis.conf, or CONFIG SET maxmemory-policy "
+                "noeviction) on the Redis that holds the queue.")
 
     def get_job(self, job_id):
         """Return a job's live state from Redis as a dict, or None once its hash has expired."""

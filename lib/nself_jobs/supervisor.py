@@ -13,11 +13,13 @@ import multiprocessing
 import signal
 import threading
 import time
+import uuid
 
 from . import keys
 from .history import HistoryStore, HistoryWriter
 from .maintenance import Maintenance
-from .queue import connect_redis
+from .queue import JobQueue, connect_redis
+from .scheduler import Scheduler
 from .worker import run_worker_process, worker_name
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,11 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
 
     def _spawn(self):
-        name = worker_name()
-        process = self._context.Process(target=run_worker_process, name=f"nself-jobs-worker {name}",
-                                        args=(self.settings, self.queues, name, self.log_config))
+        suffix = uuid.uuid4().hex[:6]
+        process = self._context.Process(target=run_worker_process, name="nself-jobs-worker",
+                                        args=(self.settings, self.queues, suffix, self.log_config))
         process.start()
+        name = worker_name(process.pid, suffix)
         self.children[name] = process
         return name
 
@@ -56,11 +59,12 @@ class Supervisor:
                 process.terminate()
 
     def start_services(self):
-        """Start the history writer and maintenance threads; return them."""
+        """Start the history writer, scheduler and maintenance threads; return them."""
         threads = []
         if self.settings.database_url:
             writer = HistoryWriter(connect_redis(self.settings.redis_url), HistoryStore.from_settings(self.settings))
             threads.append(writer.start_thread(self.stop_event))
+            threads.append(Scheduler.from_settings(self.settings).start_thread(self.stop_event))
         self.maintenance = Maintenance(connect_redis(self.settings.redis_url), self.settings)
         threads.append(self.maintenance.start_thread(self.stop_event))
         return threads
@@ -68,6 +72,9 @@ class Supervisor:
     def run(self):
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        warning = JobQueue(self.redis, self.settings).eviction_warning()
+        if warning:
+            log.warning("WARNING: %s", warning)
         threads = self.start_services() if self.background_services else []
         for _ in range(self.concurrency):
             self._spawn()

@@ -47,8 +47,20 @@ class JobCancelled(JobsError):
         super().__init__("cancelled while running")
 
 
-def worker_name():
-    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+def worker_name(pid=None, suffix=None):
+    """Return a worker name, ``host.pid.suffix``; the pid is the process that runs the jobs."""
+    return f"{socket.gethostname()}.{pid or os.getpid()}.{suffix or uuid.uuid4().hex[:6]}"
+
+
+def exit_with_parent():
+    """Ask Linux to send SIGTERM to this process when its parent dies, so no worker outlives its supervisor."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable; a worker may outlive a killed supervisor")
 
 
 def execute_job(job_id):
@@ -208,13 +220,13 @@ class Worker:
     # ------------------------------------------------------------ one job
 
     def run_claimed(self, claimed):
-        job_id, index, attempt, type_name, payload_json, timeout_ms, options_json, account = claimed
+        job_id, index, attempt, type_name, payload_json, timeout_ms, account = claimed[:7]
+        retry_rules = {"max_attempts": int(claimed[7]), "retry_delay_ms": int(claimed[8]), "backoff": claimed[9]}
         rq_queue = self.rq_queues[int(index) - 1]
         attempt = int(attempt)
         self._timeout_ms = int(timeout_ms)
         self.current_job_id = job_id
         self._cancel_requested = False
-        options = json.loads(options_json or "{}")
         started = time.monotonic()
         log.debug("job %s (%s) attempt %d started on %s", job_id, type_name, attempt, rq_queue)
         try:
@@ -224,7 +236,7 @@ class Worker:
         except BaseException as error:  # noqa: BLE001 - every failure of user code must end the attempt
             if isinstance(error, (KeyboardInterrupt, SystemExit)) and not self.stopping:
                 raise
-            self._record_failure(job_id, rq_queue, attempt, options, error, account)
+            self._record_failure(job_id, rq_queue, attempt, retry_rules, error, account)
         else:
             if not self.lifecycle.completed(job_id, rq_queue, self.name, attempt, result, duration_ms, account):
                 log.warning("job %s finished on worker %s after another process had ended the attempt; result dropped",
@@ -248,23 +260,19 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._job_deadline = None
 
-    def _record_failure(self, job_id, rq_queue, attempt, options, error, account):
-        if isinstance(error, (JobFailed, JobTimeout, WorkerShutdown, JobCancelled)):
-            stack = None
-        else:
-            stack = "".join(traceback.format_exception(error))[-20_000:]
+    def _record_failure(self, job_id, rq_queue, attempt, retry_rules, error, account):
         if isinstance(error, JobCancelled):
             self.lifecycle.cancelled(job_id, rq_queue, self.name, attempt)
             return
-        if isinstance(error, TypeError) and "JSON" in str(error):
+        if isinstance(error, (TypeError, ValueError)) and "JSON" in str(error):
             error = JobFailed(f"the job's result is not JSON-serialisable: {error}")
-        job = {
-            "max_attempts": options.get("maxRetries", self.settings.retry_attempts) + 1,
-            "retry_delay_ms": options.get("retryDelay", self.settings.retry_delay_ms),
-            "backoff": options.get("backoff", self.settings.retry_backoff),
-        }
-        log.info("job %s attempt %d of %d failed: %s", job_id, attempt, job["max_attempts"], error)
-        if not self.lifecycle.failure_from_exception(job_id, rq_queue, self.name, attempt, job, error, stack, account):
+        if isinstance(error, (JobFailed, JobTimeout, WorkerShutdown)):
+            stack = None
+        else:
+            stack = "".join(traceback.format_exception(error))[-20_000:]
+        log.info("job %s attempt %d of %d failed: %s", job_id, attempt, retry_rules["max_attempts"], error)
+        if not self.lifecycle.failure_from_exception(job_id, rq_queue, self.name, attempt, retry_rules, error, stack,
+                                                     account):
             log.warning("job %s failed on worker %s after another process had ended the attempt", job_id, self.name)
 
     def _report_progress(self, job_id, percent, message):
@@ -277,12 +285,16 @@ class Worker:
         pipeline.execute()
 
 
-def run_worker_process(settings, queues, name, log_config=None):
+def run_worker_process(settings, queues, name_suffix, log_config=None):
     """Entry point of a spawned worker process."""
+    parent = os.getppid()
+    exit_with_parent()
+    if os.getppid() != parent:
+        return
     if log_config is not None:
         log_config()
     jobtypes.load_user_modules(settings.env.list("JOBS_HANDLER_MODULES"))
-    worker = Worker(settings, queues, name=name)
+    worker = Worker(settings, queues, name=worker_name(suffix=name_suffix))
     worker.install_signal_handlers()
     # Ctrl-C reaches the whole process group; the supervisor passes it on as SIGTERM,
     # so a child that also acted on SIGINT would count one keypress as two signals.

@@ -106,18 +106,21 @@ def ipv6_loopback_available():
 class LocalHttpServer:
     """An HTTP server on a loopback address with a free port, serving in a daemon thread until ``close()``.
 
-    ``address`` is 127.0.0.1 or ::1.
+    ``address`` is 127.0.0.1 or ::1. With a server-side ``tls_context`` it serves HTTPS.
     """
 
-    def __init__(self, address="127.0.0.1"):
+    def __init__(self, address="127.0.0.1", tls_context=None):
         if address not in ("127.0.0.1", "::1"):
             raise ValueError(f"test servers listen on loopback only, not on {address!r}")
         self.routes = {}
         self.requests = []
         server_class = _Server6 if address == "::1" else _Server
         self._server = server_class((address, 0), _Handler)
+        if tls_context is not None:
+            self._server.socket = tls_context.wrap_socket(self._server.socket, server_side=True)
         self._server.owner = self
         self.address = address
+        self.scheme = "https" if tls_context is not None else "http"
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="local http server", daemon=True
@@ -127,7 +130,7 @@ class LocalHttpServer:
     def url(self, path="/", host=None):
         if host is None:
             host = "[::1]" if self.address == "::1" else self.address
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def route(self, path, respond):
         self.routes[path] = respond

@@ -549,7 +549,9 @@ def test_python_result_must_be_json(make_settings, handler_module):
     assert "not JSON-serialisable" in str(caught.value)
 
 
-def test_handler_module_registers_new_job_type(make_settings, handler_module):
+def test_handler_module_registers_new_job_type(handler_module, monkeypatch):
+    # A copy keeps the new type out of the registry that later tests share.
+    monkeypatch.setattr(jobtypes, "_registry", dict(jobtypes._registry))
     jobtypes.load_user_modules([handler_module])
 
     job_type = jobtypes.get("user-defined-echo")

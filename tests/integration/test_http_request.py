@@ -1,18 +1,25 @@
 """The http-request job type against a real HTTP server on 127.0.0.1.
 
-Every connection in this file goes to 127.0.0.1. Targets that the address policy
-must reject (::1 and localhost on a deny list, loopback with private addresses
-disallowed) are rejected before any connection is opened.
+Every connection in this file goes to 127.0.0.1 or ::1. Targets that the address
+policy must reject (::1 and localhost on a deny list, loopback with private
+addresses disallowed) are rejected before any connection is opened. Name lookups
+are replaced by fixed answers, so no DNS query leaves the machine.
 """
 
 import base64
 import email.utils
+import ipaddress
 import json
 import socket
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from _http_fixtures import LocalHttpServer, Reply, ipv6_loopback_available
 from nself_jobs import net_guard
@@ -46,15 +53,16 @@ def run_job(payload, settings, timeout_ms=10_000, progress=None):
     return http_request.run(normalised, ctx)
 
 
-def localhost_is_loopback():
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}
-    except OSError:
-        return False
-    return addresses == {"127.0.0.1"}
+@pytest.fixture
+def localhost(monkeypatch):
+    """Resolve localhost to 127.0.0.1 without the system resolver, and fail for any other name."""
 
+    def getaddrinfo(name, port, *_args, **_kwargs):
+        if name != "localhost":
+            raise AssertionError(f"test tried to resolve {name!r}")
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
 
-needs_localhost = pytest.mark.skipif(not localhost_is_loopback(), reason="localhost does not resolve to 127.0.0.1 only")
+    monkeypatch.setattr(net_guard.socket, "getaddrinfo", getaddrinfo)
 
 
 # -- Requests and responses ------------------------------------------------------------------------
@@ -230,8 +238,7 @@ def test_redirect_to_denied_ipv6_literal_rejected(server, make_settings):
     assert server.requests_to("/inner") == []
 
 
-@needs_localhost
-def test_redirect_to_denied_hostname_rejected(server, make_settings):
+def test_redirect_to_denied_hostname_rejected(server, make_settings, localhost):
     server.reply("/start", Reply(302, headers={"Location": server.url("/inner", host="localhost")}))
     server.reply("/inner", Reply(json_body={"reached": True}))
     settings = make_settings(JOBS_HTTP_DENY_HOSTS="localhost")
@@ -243,9 +250,8 @@ def test_redirect_to_denied_hostname_rejected(server, make_settings):
     assert server.requests_to("/inner") == []
 
 
-@needs_localhost
 @pytest.mark.skipif(not ipv6_loopback_available(), reason="cannot listen on ::1")
-def test_redirect_to_resolved_denied_address_rejected(server, make_settings):
+def test_redirect_to_resolved_denied_address_rejected(server, make_settings, localhost):
     # The first hop is ::1 and the redirect names localhost. The deny entry is an address,
     # so only the check after resolving localhost can reject the second hop.
     ipv6_server = LocalHttpServer("::1")
@@ -265,8 +271,7 @@ def test_redirect_to_resolved_denied_address_rejected(server, make_settings):
     assert server.requests == []
 
 
-@needs_localhost
-def test_redirect_to_other_origin_drops_credentials(server, make_settings):
+def test_redirect_to_other_origin_drops_credentials(server, make_settings, localhost):
     server.reply("/start", Reply(302, headers={"Location": server.url("/inner", host="localhost")}))
     server.reply("/inner", Reply(json_body={}))
     headers = {"Authorization": "Bearer secret", "X-Api-Key": "k", "Accept": "application/json"}
@@ -294,8 +299,7 @@ def test_loopback_literal_rejected_without_private(server, make_settings):
     assert "JOBS_HTTP_ALLOW_PRIVATE" in caught.value.message
 
 
-@needs_localhost
-def test_resolved_loopback_rejected_without_private(server, make_settings):
+def test_resolved_loopback_rejected_without_private(server, make_settings, localhost):
     server.reply("/x", Reply(json_body={}))
     settings = make_settings(JOBS_HTTP_ALLOW_PRIVATE="false")
     payload = http_request.validate({"url": server.url("/x", host="localhost")}, settings)
@@ -529,3 +533,82 @@ def test_job_deadline_caps_longer_payload_timeout(server, make_settings):
     elapsed = time.monotonic() - started
 
     assert 0.9 <= elapsed < 2.0
+
+
+# -- HTTPS ---------------------------------------------------------------------------------------------------
+
+
+def _write_self_signed_certificate(directory):
+    """Write a self-signed certificate for IP 127.0.0.1 and its key, and return both paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nself-jobs test")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_path = directory / "server.pem"
+    key_path = directory / "server.key"
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return certificate_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    certificate_path, key_path = _write_self_signed_certificate(tmp_path)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(certificate_path, key_path)
+    local_server = LocalHttpServer(tls_context=server_context)
+    local_server.certificate_path = certificate_path
+    yield local_server
+    local_server.close()
+
+
+@pytest.fixture
+def trust_tls_server(tls_server, monkeypatch):
+    """Make the client trust the test certificate in place of the system CAs."""
+    client_context = ssl.create_default_context(cafile=str(tls_server.certificate_path))
+    monkeypatch.setattr(http_request, "_tls_context", lambda: client_context)
+
+
+def test_https_round_trip(tls_server, trust_tls_server, make_settings):
+    tls_server.reply("/secure", Reply(json_body={"secure": True}))
+
+    result = run_job({"url": tls_server.url("/secure")}, make_settings())
+
+    assert result["url"].startswith("https://127.0.0.1:")
+    assert json.loads(result["body"]) == {"secure": True}
+
+
+def test_https_untrusted_certificate_fails_for_good(tls_server, make_settings):
+    tls_server.reply("/secure", Reply(json_body={}))
+
+    with pytest.raises(PermanentJobFailure) as caught:
+        run_job({"url": tls_server.url("/secure")}, make_settings())
+
+    assert "certificate verification failed" in str(caught.value)
+    assert tls_server.requests == []
+
+
+def test_https_trickled_body_fails_at_job_deadline(tls_server, trust_tls_server, make_settings):
+    tls_server.route("/trickle", _trickle_body)
+
+    started = time.monotonic()
+    with pytest.raises(JobTimeout):
+        run_job({"url": tls_server.url("/trickle")}, make_settings(), timeout_ms=1500)
+    elapsed = time.monotonic() - started
+
+    assert 1.4 <= elapsed < 2.5

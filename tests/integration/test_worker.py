@@ -4,11 +4,9 @@ import time
 
 import pytest
 
-from nself_jobs.history import HistoryWriter
 from nself_jobs.jobspec import parse_job_request
-from nself_jobs.keys import HISTORY_KEY
 from nself_jobs.queue import JobQueue
-from tests.conftest import wait_for
+from tests.conftest import drain_history, wait_for
 
 
 @pytest.fixture
@@ -33,9 +31,7 @@ def wait_done(queue, job_ids, timeout_s=30):
 
 
 def drain(queue, store):
-    """Wait until every history event is in PostgreSQL, written here or by the worker's own writer."""
-    HistoryWriter(queue.redis, store).drain_all()
-    wait_for(lambda: queue.redis.llen(HISTORY_KEY) == 0, message="the history backlog to be written")
+    drain_history(queue.redis, store)
 
 
 def read_lines(path):

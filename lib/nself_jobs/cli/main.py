@@ -275,31 +275,6 @@ def get(context, job_id, as_json):
     emit(details, as_json, human)
 
 
-# ------------------------------------------------------------------ stats
-
-
-@cli.command()
-@click.option("--queue", type=click.Choice(QUEUE_NAMES), default=None, help="Show one queue only.")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@pass_context
-def stats(context, queue, as_json):
-    """Show waiting, active, delayed, completed, failed and cancelled jobs per queue."""
-    settings = context.services()
-    try:
-        counts = runtime.check_redis(settings).counts([queue] if queue else QUEUE_NAMES)
-    except JobsError as error:
-        raise fail_for(error) from error
-    states = ("waiting", "active", "delayed", "completed", "failed", "cancelled")
-    totals = {state: sum(row[state] for row in counts.values()) for state in states}
-
-    def human(data):
-        click.echo(f"{'queue':<15}" + "".join(f"{state:>11}" for state in states))
-        for name, row in list(data["queues"].items()) + [("total", data["total"])]:
-            click.echo(f"{name:<15}" + "".join(f"{row[state]:>11}" for state in states))
-
-    emit({"queues": counts, "total": totals}, as_json, human)
-
-
 @cli.command("drop-schema", hidden=True)
 @click.option("--yes", is_flag=True, help="Confirm: drop the plugin's tables and views with all job history.")
 @pass_context
@@ -318,7 +293,15 @@ def drop_schema(context, yes):
     click.echo("Dropped the jobs plugin's tables and views.")
 
 
+from .schedule import schedule  # noqa: E402  (schedule.py imports this module only when a command runs)
+cli.add_command(schedule)
+
+
 def main():
+    from .operate import cancel, promote, retry
+    from .stats import stats
+    for command in (retry, cancel, promote, stats):
+        cli.add_command(command)
     cli(prog_name="nself-jobs")
 
 

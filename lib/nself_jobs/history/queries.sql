@@ -66,3 +66,169 @@ WHERE to_regclass(name) IS NULL;
 DROP VIEW IF EXISTS scheduled_jobs_overview, recent_failures, job_type_stats, queue_stats,
     jobs_failed_details, jobs_active;
 DROP TABLE IF EXISTS job_failures, job_results, job_schedules, jobs;
+
+-- name: list_jobs
+-- One page of jobs, newest first; the (created_at, id) cursor keeps pages stable while jobs are added.
+SELECT id, source_account_id, type, queue, status, priority, progress, attempts, max_attempts,
+       created_at, started_at, completed_at, last_error
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(before_created)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_created)s::timestamptz, %(before_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: count_jobs
+-- The number of jobs matching the list filters.
+SELECT count(*) AS total
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text);
+
+-- name: window_totals
+-- Jobs created in the last %(hours)s hours, by queue and status.
+SELECT queue, status, count(*) AS jobs
+FROM jobs
+WHERE created_at > now() - make_interval(hours => %(hours)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+GROUP BY queue, status
+ORDER BY queue, status;
+
+-- name: performance_by_type
+-- Per job type over the last %(hours)s hours: jobs per hour, durations and failure rate.
+SELECT j.type,
+       count(*) AS jobs,
+       round(count(*)::numeric / %(hours)s, 2)::float8 AS jobs_per_hour,
+       round(avg(r.duration_ms)::numeric, 1)::float8 AS mean_ms,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.duration_ms) AS p95_ms,
+       round(count(*) FILTER (WHERE j.status = 'failed')::numeric
+             / NULLIF(count(*) FILTER (WHERE j.status IN ('completed', 'failed')), 0), 4)::float8 AS failure_rate
+FROM jobs j
+LEFT JOIN job_results r ON r.job_id = j.id
+WHERE j.created_at > now() - make_interval(hours => %(hours)s)
+  AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+GROUP BY j.type
+ORDER BY jobs DESC;
+
+-- name: schedule_insert
+-- Insert a schedule; a second schedule with the same name raises a unique violation.
+INSERT INTO job_schedules (id, source_account_id, name, type, queue, cron_expression, timezone, payload,
+                           options, description, enabled, misfire_policy, misfire_grace_ms, overlap_policy,
+                           next_run_at, created_at, updated_at)
+VALUES (%(id)s, %(account)s, %(name)s, %(type)s, %(queue)s, %(cron)s, %(timezone)s, %(payload)s,
+        %(options)s, %(description)s, %(enabled)s, %(misfire_policy)s, %(misfire_grace_ms)s, %(overlap_policy)s,
+        %(next_run_at)s, %(now)s, %(now)s)
+RETURNING id, source_account_id, name, type, queue, cron_expression, timezone, payload, options, description,
+          enabled, misfire_policy, misfire_grace_ms, overlap_policy, last_run_at, next_run_at, created_at,
+          updated_at;
+
+-- name: schedule_update
+-- Replace the definition of the schedule called %(name)s; returns nothing when the name is unknown.
+UPDATE job_schedules SET
+    type = %(type)s, queue = %(queue)s, cron_expression = %(cron)s, timezone = %(timezone)s,
+    payload = %(payload)s, options = %(options)s, description = %(description)s, enabled = %(enabled)s,
+    misfire_policy = %(misfire_policy)s, misfire_grace_ms = %(misfire_grace_ms)s,
+    overlap_policy = %(overlap_policy)s, next_run_at = %(next_run_at)s, updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING id, source_account_id, name, type, queue, cron_expression, timezone, payload, options, description,
+          enabled, misfire_policy, misfire_grace_ms, overlap_policy, last_run_at, next_run_at, created_at,
+          updated_at;
+
+-- name: schedule_get
+-- One schedule by name.
+SELECT id, source_account_id, name, type, queue, cron_expression, timezone, payload, options, description,
+       enabled, misfire_policy, misfire_grace_ms, overlap_policy, last_run_at, next_run_at, created_at,
+       updated_at
+FROM job_schedules WHERE name = %(name)s;
+
+-- name: schedule_list
+-- Every schedule, ordered by name.
+SELECT id, source_account_id, name, type, queue, cron_expression, timezone, payload, options, description,
+       enabled, misfire_policy, misfire_grace_ms, overlap_policy, last_run_at, next_run_at, created_at,
+       updated_at
+FROM job_schedules ORDER BY name;
+
+-- name: schedule_delete
+-- Delete a schedule and its miss records; returns the deleted schedule's id, or nothing.
+WITH deleted AS (
+    DELETE FROM job_schedules WHERE name = %(name)s RETURNING id
+), deleted_misses AS (
+    DELETE FROM job_schedule_misses WHERE schedule_id IN (SELECT id FROM deleted)
+)
+SELECT id FROM deleted;
+
+-- name: schedule_mark_run
+-- Set last_run_at of a schedule after a run outside its cron times (run-now).
+UPDATE job_schedules SET last_run_at = %(at)s WHERE id = %(id)s;
+
+-- name: schedules_due
+-- Enabled schedules whose next occurrence is at or before %(now)s, most overdue first.
+SELECT id, source_account_id, name, type, queue, cron_expression, timezone, payload, options, description,
+       enabled, misfire_policy, misfire_grace_ms, overlap_policy, last_run_at, next_run_at, created_at,
+       updated_at
+FROM job_schedules
+WHERE enabled AND next_run_at <= %(now)s
+ORDER BY next_run_at
+LIMIT %(limit)s;
+
+-- name: schedules_without_next_run
+-- Enabled schedules with no next_run_at, such as rows inserted without the plugin.
+SELECT id, name, cron_expression, timezone
+FROM job_schedules
+WHERE enabled AND next_run_at IS NULL
+LIMIT %(limit)s;
+
+-- name: schedule_set_first_run
+-- Set next_run_at of a schedule that has none; an edit made in the meantime wins.
+UPDATE job_schedules SET next_run_at = %(next_run_at)s
+WHERE id = %(id)s AND enabled AND next_run_at IS NULL;
+
+-- name: schedule_next_due
+-- The earliest next_run_at of the enabled schedules, or NULL.
+SELECT min(next_run_at) AS next_run_at FROM job_schedules WHERE enabled;
+
+-- name: schedule_advance
+-- Move a schedule past the occurrences that one scheduler pass handled, unless another pass or an edit moved it first.
+UPDATE job_schedules SET
+    next_run_at = %(next_run_at)s,
+    last_run_at = COALESCE(%(last_run_at)s, last_run_at)
+WHERE id = %(id)s AND enabled AND next_run_at = %(expected_next_run_at)s
+RETURNING id;
+
+-- name: schedule_miss_insert
+-- Record occurrences of a schedule that did not run on time.
+INSERT INTO job_schedule_misses (id, source_account_id, schedule_id, reason, first_scheduled_for,
+                                 last_scheduled_for, missed_count, late_runs, job_id, detail, recorded_at)
+VALUES (%(id)s, %(account)s, %(schedule_id)s, %(reason)s, %(first_scheduled_for)s,
+        %(last_scheduled_for)s, %(missed_count)s, %(late_runs)s, %(job_id)s, %(detail)s, %(now)s);
+
+-- name: schedule_overlap_extend
+-- Add skipped occurrences to the overlap record of the same blocking job; returns nothing when there is none.
+UPDATE job_schedule_misses SET
+    last_scheduled_for = GREATEST(last_scheduled_for, %(last_scheduled_for)s),
+    missed_count = missed_count + %(missed_count)s,
+    recorded_at = %(now)s
+WHERE schedule_id = %(schedule_id)s AND reason = 'overlap' AND job_id = %(job_id)s
+RETURNING id;
+
+-- name: schedule_misses
+-- The latest miss records of one schedule, newest first.
+SELECT reason, first_scheduled_for, last_scheduled_for, missed_count, late_runs, job_id, detail, recorded_at
+FROM job_schedule_misses
+WHERE schedule_id = %(schedule_id)s
+ORDER BY recorded_at DESC, last_scheduled_for DESC
+LIMIT %(limit)s;
+
+-- name: schedule_recent_runs
+-- The latest jobs of one schedule, newest first.
+SELECT id, status, scheduled_for, created_at, completed_at
+FROM jobs
+WHERE schedule_id = %(schedule_id)s
+ORDER BY created_at DESC
+LIMIT %(limit)s;

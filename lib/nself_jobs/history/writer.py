@@ -154,6 +154,12 @@ def _fold_cancelled(changes, event):
     row.update(status="cancelled", completed_at=_timestamp(event["t"]), reopened=False)
 
 
+def _fold_data_missing(changes, event):
+    row = changes._update(event["id"], event["t"])
+    row.update(status="failed", completed_at=_timestamp(event["t"]), reopened=False,
+               last_error="job data missing from Redis (evicted or deleted); check maxmemory-policy")
+
+
 def _fold_retried(changes, event):
     row = changes._update(event["id"], event["t"])
     row.update(status="pending", completed_at=None, reopened=True, last_error=None)
@@ -168,6 +174,7 @@ _FOLDERS = {
     "attempt_failed": _fold_attempt_failed,
     "cancelled": _fold_cancelled,
     "retried": _fold_retried,
+    "data_missing": _fold_data_missing,
 }
 
 

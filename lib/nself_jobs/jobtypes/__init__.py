@@ -7,6 +7,7 @@ from .base import JobContext, JobType
 
 _BUILT_IN_MODULES = ("http_request", "send_email", "database_backup", "file_cleanup", "custom")
 _registry = {}
+_built_ins_loaded = False
 
 
 def register(job_type):
@@ -16,6 +17,8 @@ def register(job_type):
 
 
 def _load_built_ins():
+    global _built_ins_loaded
+    _built_ins_loaded = True
     for module_name in _BUILT_IN_MODULES:
         try:
             module = importlib.import_module(f"{__name__}.{module_name}")
@@ -23,7 +26,7 @@ def _load_built_ins():
             if error.name != f"{__name__}.{module_name}":
                 raise
             continue
-        register(module.JOB_TYPE)
+        _registry.setdefault(module.JOB_TYPE.name, module.JOB_TYPE)
 
 
 def load_user_modules(module_paths):
@@ -37,7 +40,7 @@ def load_user_modules(module_paths):
 
 def get(name):
     """Return the job type called ``name``; raise ValidationError naming the known types."""
-    if not _registry:
+    if not _built_ins_loaded:
         _load_built_ins()
     try:
         return _registry[name]
@@ -48,7 +51,7 @@ def get(name):
 
 def names():
     """Return the registered type names, sorted."""
-    if not _registry:
+    if not _built_ins_loaded:
         _load_built_ins()
     return sorted(_registry)
 

@@ -27,12 +27,17 @@ in one of three modes, chosen by ``payload.mode``:
 ``python`` (the default when ``handler`` is given)
     Calls a function registered in this process with :func:`handler`.
 
-Payload fields: ``mode``, ``action`` (a GraphQL name), ``handler`` (python mode),
-``input`` (object, default ``{}``), ``selection`` (hasura mode: the output fields
-to return in the form :func:`validate_selection` accepts, by default every scalar
-and enum field of the action's output type), ``sessionVariables`` (object of
-``x-hasura-*`` names to strings, HTTP modes) and ``timeout`` (ms for each HTTP
-request, HTTP modes).
+Payload fields:
+
+* ``mode``: hasura, handler or python.
+* ``action``: the action's GraphQL name (hasura and handler modes).
+* ``handler``: the registered function's name (python mode).
+* ``input``: an object, default ``{}``.
+* ``selection`` (hasura mode): the output fields to return, in the form that
+  :func:`validate_selection` accepts. The default is every scalar and enum field
+  of the action's output type.
+* ``sessionVariables`` (HTTP modes): an object of ``x-hasura-*`` names to strings.
+* ``timeout`` (HTTP modes): maximum time in ms for each HTTP request.
 
 Both HTTP modes use the http-request client, with its total deadline and its
 address policy. The Hasura and handler URLs come from settings, so the policy
@@ -443,7 +448,7 @@ class ActionSchema:
 
 
 # Introspection results per (endpoint, action), kept for the life of the process and
-# dropped when Hasura rejects a query built from them. _selection_cache holds the
+# dropped when Hasura rejects a query built from them. _selection_cache stores the
 # default selection per (endpoint, action) in the same way.
 _schema_cache = {}
 _selection_cache = {}

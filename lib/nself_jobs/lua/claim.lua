@@ -7,7 +7,8 @@
 -- ARGV[4] now (epoch ms) ARGV[5] worker name     ARGV[6] lease grace (s)
 -- ARGV[7..6+n] the plugin queue name of each list, to check against the paused set
 --
--- Returns nil, or {id, list index, attempt, type, payload, timeout_ms, options, account}.
+-- Returns nil, or {id, list index, attempt, type, payload, timeout_ms, account,
+-- max attempts, retry delay ms, backoff}.
 
 local n = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -39,8 +40,12 @@ for i = 1, n do
         redis.call('ZADD', KEYS[2 + 2 * n + i], now + timeout_ms / 1000 + tonumber(ARGV[6]), id)
         redis.call('RPUSH', KEYS[1], cjson.encode({e = 'started', id = id, t = tonumber(ARGV[4]),
           attempt = attempt, worker = ARGV[5]}))
-        local data = redis.call('HMGET', job, 'nj_type', 'nj_payload', 'nj_timeout_ms', 'nj_options', 'nj_account')
-        return {id, i, attempt, data[1], data[2], data[3], data[4], data[5]}
+        local data = redis.call('HMGET', job, 'nj_type', 'nj_payload', 'nj_timeout_ms', 'nj_account',
+          'nj_max_attempts', 'nj_retry_delay_ms', 'nj_backoff')
+        return {id, i, attempt, data[1], data[2], data[3], data[4], data[5], data[6], data[7]}
+      elseif not status then
+        -- The id was queued but its hash is gone (evicted or deleted): record it, run nothing.
+        redis.call('RPUSH', KEYS[1], cjson.encode({e = 'data_missing', id = id, t = tonumber(ARGV[4])}))
       end
       id = redis.call('LPOP', KEYS[2 + i])
     end

@@ -12,18 +12,22 @@ import time
 import bottle
 
 from .. import __version__, jobtypes
-from ..errors import JobsError, MalformedRequest, NotFound, PayloadTooLarge, ServiceUnavailable, ValidationError
+from ..errors import (Conflict, JobsError, MalformedRequest, NotFound, PayloadTooLarge, ServiceUnavailable,
+                      ValidationError)
 from ..history import HistoryStore
+from ..history.listing import list_jobs
 from ..jobview import job_details
 from ..jobspec import normalise_account, parse_job_request
 from ..jsonio import dumps, loads_strict
 from ..paths import TEMPLATES_DIR
+from ..operations import Operations
 from ..queue import JobQueue
 from ..settings import QUEUE_NAMES
 
 log = logging.getLogger(__name__)
 
 STATES = ("waiting", "active", "completed", "failed", "delayed", "cancelled")
+JOB_STATUSES = ("pending", "active", "completed", "failed", "delayed", "cancelled")
 
 
 def json_response(status, body):
@@ -68,9 +72,17 @@ class Api:
         self.settings = settings
         self.queue = queue
         self.store = store
+        self.operations = Operations(queue)
 
     def health(self):
-        return json_response(200, {"status": "ok", "service": "jobs", "version": __version__})
+        body = {"status": "ok", "service": "jobs", "version": __version__}
+        try:
+            warning = self.queue.eviction_warning()
+        except ServiceUnavailable:
+            warning = None
+        if warning:
+            body["warnings"] = [warning]
+        return json_response(200, body)
 
     def ready(self):
         down = {}
@@ -103,6 +115,35 @@ class Api:
             raise NotFound(f"job {job_id} not found")
         return json_response(200, details)
 
+    def list_jobs(self):
+        query = bottle.request.query
+        status = query.get("status") or None
+        if status is not None and status not in JOB_STATUSES:
+            raise ValidationError("status", f"unknown status {status!r}: expected one of {', '.join(JOB_STATUSES)}")
+        queue_name = query.get("queue") or None
+        if queue_name is not None and queue_name not in QUEUE_NAMES:
+            raise ValidationError("queue", f"unknown queue {queue_name!r}: expected one of {', '.join(QUEUE_NAMES)}")
+        try:
+            page_size = int(query.get("pageSize", "20"))
+        except ValueError:
+            raise ValidationError("pageSize", "expected a whole number") from None
+        page = list_jobs(self.store, request_account(), status=status, queue=queue_name,
+                         job_type=query.getunicode("type") or None, page_size=page_size,
+                         cursor=query.get("cursor") or None)
+        return json_response(200, page)
+
+    def cancel_job(self, job_id):
+        outcome = self.operations.cancel(job_id)
+        return json_response(200 if outcome == "cancelled" else 202, {"id": job_id, "status": outcome})
+
+    def retry_job(self, job_id):
+        self.operations.retry(job_id)
+        return json_response(200, {"id": job_id, "status": "pending"})
+
+    def promote_job(self, job_id):
+        self.operations.promote(job_id)
+        return json_response(200, {"id": job_id, "status": "pending"})
+
     def stats(self):
         counts = self.queue.counts()
         totals = {state: sum(queue[state] for queue in counts.values()) for state in STATES}
@@ -126,6 +167,8 @@ def _handle_errors(callback):
             return error_response(413, str(error))
         except NotFound as error:
             return error_response(404, str(error))
+        except Conflict as error:
+            return error_response(409, str(error))
         except ServiceUnavailable as error:
             log.warning("request %s %s failed: %s", bottle.request.method, bottle.request.path, error)
             return error_response(503, str(error))
@@ -152,13 +195,19 @@ def create_app(settings, queue=None, store=None):
         ("GET", "/health", api.health),
         ("GET", "/ready", api.ready),
         ("POST", "/api/jobs", api.create_job),
+        ("GET", "/api/jobs", api.list_jobs),
         ("GET", "/api/jobs/<job_id>", api.get_job),
+        ("DELETE", "/api/jobs/<job_id>", api.cancel_job),
+        ("POST", "/api/jobs/<job_id>/retry", api.retry_job),
+        ("POST", "/api/jobs/<job_id>/promote", api.promote_job),
         ("GET", "/api/stats", api.stats),
     ]
     if settings.dashboard_enabled:
         routes.append(("GET", settings.dashboard_path, api.dashboard))
     for method, path, handler in routes:
         app.route(path, method, _handle_errors(handler))
+    from .schedules_api import register_schedule_routes  # that module imports this one, so not at the top
+    register_schedule_routes(app, settings, queue, store, _handle_errors)
 
     @app.error(404)
     def not_found(error):
