@@ -179,3 +179,16 @@ def drain_history(redis_client, store):
         return redis_client.llen(HISTORY_KEY) == 0
 
     wait_for(backlog_written, message="the history backlog to be written")
+
+
+def submit_job(queue, settings, job_type="test-echo", payload=None, queue_name="default", **options):
+    """Validate and enqueue one job the way the REST API does; return its id."""
+    from nself_jobs.jobspec import parse_job_request
+    body = {"type": job_type, "queue": queue_name, "payload": payload or {}, "options": options}
+    return queue.enqueue(parse_job_request(body, settings))[0]
+
+
+def job_status(queue, job_id):
+    """Return the job's status from Redis, or None once its hash is gone."""
+    job = queue.get_job(job_id)
+    return job and job["status"]

@@ -9,12 +9,9 @@ import logging
 import uuid
 
 from .errors import ServiceUnavailable
+from .jsonio import iso_utc
 
 log = logging.getLogger(__name__)
-
-
-def _iso(value):
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _from_history_row(row):
@@ -23,8 +20,8 @@ def _from_history_row(row):
         "priority": row["priority"], "payload": row["payload"], "options": row["options"],
         "progress": row["progress"], "progressMessage": row["progress_message"],
         "attempts": row["attempts"], "maxAttempts": row["max_attempts"], "result": None,
-        "error": row["last_error"], "createdAt": _iso(row["created_at"]), "startedAt": _iso(row["started_at"]),
-        "completedAt": _iso(row["completed_at"]), "runAt": _iso(row["run_at"]), "worker": row["worker_name"],
+        "error": row["last_error"], "createdAt": iso_utc(row["created_at"]), "startedAt": iso_utc(row["started_at"]),
+        "completedAt": iso_utc(row["completed_at"]), "runAt": iso_utc(row["run_at"]), "worker": row["worker_name"],
         "account": row["source_account_id"],
     }
 
@@ -50,12 +47,12 @@ def job_details(job_id, queue, store):
         details["result"] = results[-1]["result"]
     details["failures"] = [
         {"attempt": failure["attempt_number"], "error": failure["error_message"],
-         "stack": failure["error_stack"], "failedAt": _iso(failure["failed_at"])}
+         "stack": failure["error_stack"], "failedAt": iso_utc(failure["failed_at"])}
         for failure in failures
     ]
     details["results"] = [
         {"attempt": result["attempt_number"], "durationMs": result["duration_ms"],
-         "completedAt": _iso(result["completed_at"])}
+         "completedAt": iso_utc(result["completed_at"])}
         for result in results
     ]
     details["historyAvailable"] = history_available

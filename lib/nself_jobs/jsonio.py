@@ -70,3 +70,8 @@ def _reject_nul(value, field):
 def dumps(value):
     """Serialise to compact JSON, keeping non-ASCII text as it is."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
+
+
+def iso_utc(value):
+    """Format a datetime as ISO 8601 with a ``Z`` suffix, or return None."""
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None

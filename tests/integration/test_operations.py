@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,7 +13,7 @@ from nself_jobs.jobspec import parse_job_request
 from nself_jobs.operations import Operations
 from nself_jobs.queue import JobQueue
 from nself_jobs.server.app import create_app
-from tests.conftest import drain_history, run_plugin, wait_for
+from tests.conftest import drain_history, job_status, run_plugin, submit_job, wait_for
 from tests.wsgi import call
 
 
@@ -46,21 +45,14 @@ def run_cli(environ, tmp_path):
     return run
 
 
-def submit(queue, settings, job_type="test-echo", payload=None, queue_name="default", **options):
-    spec = parse_job_request({"type": job_type, "queue": queue_name, "payload": payload or {}, "options": options},
-                             settings)
-    return queue.enqueue(spec)[0]
 
 
-def status_of(queue, job_id):
-    job = queue.get_job(job_id)
-    return job and job["status"]
 
 
 def fail_jobs(queue, settings, start_plugin, count, **payload):
-    ids = [submit(queue, settings, "test-fail", payload, maxRetries=0) for _ in range(count)]
+    ids = [submit_job(queue, settings, "test-fail", payload, maxRetries=0) for _ in range(count)]
     worker = start_plugin("worker", "-c", "2")
-    wait_for(lambda: all(status_of(queue, job_id) == "failed" for job_id in ids), timeout_s=60,
+    wait_for(lambda: all(job_status(queue, job_id) == "failed" for job_id in ids), timeout_s=60,
              message="jobs to fail")
     worker.stop()
     return ids
@@ -71,17 +63,17 @@ def fail_jobs(queue, settings, start_plugin, count, **payload):
 
 def test_cancel_waiting_job_never_runs(queue, settings, operations, start_plugin, tmp_path):
     log = tmp_path / "runs.log"
-    job_id = submit(queue, settings, payload={"log": str(log)})
+    job_id = submit_job(queue, settings, payload={"log": str(log)})
     assert operations.cancel(job_id) == "cancelled"
-    other = submit(queue, settings)
+    other = submit_job(queue, settings)
     start_plugin("worker", "-c", "1")
-    wait_for(lambda: status_of(queue, other) == "completed", message="the other job")
-    assert status_of(queue, job_id) == "cancelled"
+    wait_for(lambda: job_status(queue, other) == "completed", message="the other job")
+    assert job_status(queue, job_id) == "cancelled"
     assert not log.exists()
 
 
 def test_cancel_delayed_job(queue, settings, operations):
-    job_id = submit(queue, settings, delay=60_000)
+    job_id = submit_job(queue, settings, delay=60_000)
     assert operations.cancel(job_id) == "cancelled"
     assert queue.counts()["default"]["delayed"] == 0
     assert queue.counts()["default"]["cancelled"] == 1
@@ -89,11 +81,11 @@ def test_cancel_delayed_job(queue, settings, operations):
 
 def test_cancel_running_job_stops_it(queue, settings, store, operations, start_plugin, tmp_path):
     marker = tmp_path / "marker"
-    job_id = submit(queue, settings, "test-sleep", {"seconds": 10, "marker": str(marker)})
+    job_id = submit_job(queue, settings, "test-sleep", {"seconds": 10, "marker": str(marker)})
     start_plugin("worker", "-c", "1")
-    wait_for(lambda: status_of(queue, job_id) == "active", message="the job to start")
+    wait_for(lambda: job_status(queue, job_id) == "active", message="the job to start")
     assert operations.cancel(job_id) == "requested"
-    wait_for(lambda: status_of(queue, job_id) == "cancelled", timeout_s=5, message="the job to stop")
+    wait_for(lambda: job_status(queue, job_id) == "cancelled", timeout_s=5, message="the job to stop")
     drain_history(queue.redis, store)
     row, _, _ = store.job_history(job_id)
     assert row["status"] == "cancelled"
@@ -101,9 +93,9 @@ def test_cancel_running_job_stops_it(queue, settings, store, operations, start_p
 
 
 def test_cancel_completed_job_is_conflict(queue, settings, app, start_plugin):
-    job_id = submit(queue, settings)
+    job_id = submit_job(queue, settings)
     start_plugin("worker", "-c", "1")
-    wait_for(lambda: status_of(queue, job_id) == "completed", message="the job to finish")
+    wait_for(lambda: job_status(queue, job_id) == "completed", message="the job to finish")
     response = call(app, "DELETE", f"/api/jobs/{job_id}")
     assert response.status == 409
     assert "completed" in response.json()["error"]
@@ -116,18 +108,18 @@ def test_retry_moves_failed_job_back_once(queue, settings, operations, app, star
     [job_id] = fail_jobs(queue, settings, start_plugin, 1)
     assert call(app, "POST", f"/api/jobs/{job_id}/retry").status == 200
     assert call(app, "POST", f"/api/jobs/{job_id}/retry").status == 409
-    assert status_of(queue, job_id) == "pending"
+    assert job_status(queue, job_id) == "pending"
     assert queue.counts()["default"]["waiting"] == 1
     assert queue.counts()["default"]["failed"] == 0
 
 
 def test_retried_job_gets_fresh_retries(queue, settings, store, operations, start_plugin, tmp_path):
     log = tmp_path / "runs.log"
-    job_id = submit(queue, settings, "test-fail", {"log": str(log)}, maxRetries=1)
+    job_id = submit_job(queue, settings, "test-fail", {"log": str(log)}, maxRetries=1)
     worker = start_plugin("worker", "-c", "1")
-    wait_for(lambda: status_of(queue, job_id) == "failed", message="the job to fail")
+    wait_for(lambda: job_status(queue, job_id) == "failed", message="the job to fail")
     operations.retry(job_id)
-    wait_for(lambda: len(log.read_text().splitlines()) == 4 and status_of(queue, job_id) == "failed",
+    wait_for(lambda: len(log.read_text().splitlines()) == 4 and job_status(queue, job_id) == "failed",
              message="two more attempts")
     worker.stop()
     drain_history(queue.redis, store)
@@ -155,9 +147,9 @@ def test_concurrent_bulk_retries_enqueue_each_job_once(queue, settings, environ,
 
 
 def test_retry_cli_refuses_completed_job(queue, settings, start_plugin, run_cli):
-    job_id = submit(queue, settings)
+    job_id = submit_job(queue, settings)
     start_plugin("worker", "-c", "1")
-    wait_for(lambda: status_of(queue, job_id) == "completed", message="the job to finish")
+    wait_for(lambda: job_status(queue, job_id) == "completed", message="the job to finish")
     result = run_cli("retry", "--id", job_id)
     assert result.exit_code == 10
     assert "not failed" in result.output
@@ -174,7 +166,7 @@ def test_retry_show_changes_nothing(queue, settings, start_plugin, run_cli):
     result = run_cli("retry", "--show", "--json")
     assert result.exit_code == 0
     assert sorted(row["id"] for row in json.loads(result.output)["jobs"]) == sorted(ids)
-    assert all(status_of(queue, job_id) == "failed" for job_id in ids)
+    assert all(job_status(queue, job_id) == "failed" for job_id in ids)
 
 
 def test_retry_filters_by_type_and_limit(queue, settings, start_plugin, run_cli):
@@ -182,7 +174,7 @@ def test_retry_filters_by_type_and_limit(queue, settings, start_plugin, run_cli)
     result = run_cli("retry", "--type", "test-fail", "--limit", "2", "--json")
     assert json.loads(result.output)["retried"] == 2
     assert json.loads(run_cli("retry", "--type", "other", "--json").output)["retried"] == 0
-    assert sum(status_of(queue, job_id) == "pending" for job_id in ids) == 2
+    assert sum(job_status(queue, job_id) == "pending" for job_id in ids) == 2
 
 
 # ------------------------------------------------------------------ promote, unique, cleanup
@@ -190,9 +182,9 @@ def test_retry_filters_by_type_and_limit(queue, settings, start_plugin, run_cli)
 
 def test_promote_runs_delayed_job_now(queue, settings, app, start_plugin):
     start_plugin("worker", "-c", "1")
-    job_id = submit(queue, settings, delay=600_000)
+    job_id = submit_job(queue, settings, delay=600_000)
     assert call(app, "POST", f"/api/jobs/{job_id}/promote").status == 200
-    wait_for(lambda: status_of(queue, job_id) == "completed", timeout_s=10, message="the promoted job")
+    wait_for(lambda: job_status(queue, job_id) == "completed", timeout_s=10, message="the promoted job")
 
 
 def test_unique_key_holds_under_concurrent_submissions(queue, settings):
@@ -213,7 +205,7 @@ def test_unique_key_holds_under_concurrent_submissions(queue, settings):
 
 
 def test_completed_job_leaves_redis_after_cleanup_age(queue, settings, store, app, start_plugin):
-    job_id = submit(queue, settings)
+    job_id = submit_job(queue, settings)
     start_plugin("worker", "-c", "1", extra_env={"JOBS_CLEAN_COMPLETED_AFTER": "1000"})
     wait_for(lambda: queue.redis.exists(f"rq:job:{job_id}") == 0, timeout_s=15, message="the cleanup")
     drain_history(queue.redis, store)
@@ -278,9 +270,9 @@ def test_list_filters_validated(app, query, field):
 
 
 def test_stats_performance_json(queue, settings, store, start_plugin, run_cli):
-    ids = [submit(queue, settings) for _ in range(3)] + [submit(queue, settings, "test-fail", maxRetries=0)]
+    ids = [submit_job(queue, settings) for _ in range(3)] + [submit_job(queue, settings, "test-fail", maxRetries=0)]
     start_plugin("worker", "-c", "1")
-    wait_for(lambda: all(status_of(queue, job_id) in ("completed", "failed") for job_id in ids),
+    wait_for(lambda: all(job_status(queue, job_id) in ("completed", "failed") for job_id in ids),
              message="jobs to finish")
     drain_history(queue.redis, store)
     result = run_cli("stats", "--performance", "--time", "1", "--json")
@@ -305,6 +297,6 @@ def test_eviction_policy_warning(queue, app):
 
 
 def test_operations_conflict_on_unknown_state(queue, settings, operations):
-    job_id = submit(queue, settings)
+    job_id = submit_job(queue, settings)
     with pytest.raises(Conflict):
         operations.promote(job_id)

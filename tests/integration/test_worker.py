@@ -4,9 +4,8 @@ import time
 
 import pytest
 
-from nself_jobs.jobspec import parse_job_request
 from nself_jobs.queue import JobQueue
-from tests.conftest import drain_history, wait_for
+from tests.conftest import drain_history, job_status, submit_job, wait_for
 
 
 @pytest.fixture
@@ -14,19 +13,12 @@ def queue(settings, store):
     return JobQueue.from_settings(settings)
 
 
-def submit(queue, settings, job_type, payload=None, queue_name="default", **options):
-    spec = parse_job_request({"type": job_type, "queue": queue_name, "payload": payload or {}, "options": options},
-                             settings)
-    return queue.enqueue(spec)[0]
 
 
-def status_of(queue, job_id):
-    job = queue.get_job(job_id)
-    return job and job["status"]
 
 
 def wait_done(queue, job_ids, timeout_s=30):
-    wait_for(lambda: all(status_of(queue, job_id) in ("completed", "failed") for job_id in job_ids),
+    wait_for(lambda: all(job_status(queue, job_id) in ("completed", "failed") for job_id in job_ids),
              timeout_s=timeout_s, message=f"{len(job_ids)} jobs to finish")
 
 
@@ -39,7 +31,7 @@ def read_lines(path):
 
 
 def test_job_completes_with_history_rows(queue, settings, store, start_plugin):
-    job_id = submit(queue, settings, "test-echo", {"value": "ok"})
+    job_id = submit_job(queue, settings, "test-echo", {"value": "ok"})
     start_plugin("worker", "-c", "1")
     wait_done(queue, [job_id])
     drain(queue, store)
@@ -54,7 +46,7 @@ def test_job_completes_with_history_rows(queue, settings, store, start_plugin):
 
 
 def test_queue_stats_view_counts_finished_jobs(queue, settings, store, start_plugin):
-    ids = [submit(queue, settings, "test-echo") for _ in range(3)] + [submit(queue, settings, "test-fail", maxRetries=0)]
+    ids = [submit_job(queue, settings, "test-echo") for _ in range(3)] + [submit_job(queue, settings, "test-fail", maxRetries=0)]
     start_plugin("worker", "-c", "2")
     wait_done(queue, ids)
     drain(queue, store)
@@ -72,7 +64,7 @@ def test_priorities_run_critical_high_normal_low(queue, settings, store, start_p
     log = tmp_path / "order.log"
     ids = {}
     for priority in ("low", "normal", "high", "critical"):
-        ids[priority] = submit(queue, settings, "test-echo", {"log": str(log)}, priority=priority)
+        ids[priority] = submit_job(queue, settings, "test-echo", {"log": str(log)}, priority=priority)
     start_plugin("worker", "-c", "1")
     wait_done(queue, list(ids.values()))
     order = [line.split()[1] for line in read_lines(log)]
@@ -80,19 +72,19 @@ def test_priorities_run_critical_high_normal_low(queue, settings, store, start_p
 
 
 def test_default_worker_serves_all_three_queues(queue, settings, store, start_plugin):
-    ids = [submit(queue, settings, "test-echo", queue_name=name) for name in ("high-priority", "default", "low-priority")]
+    ids = [submit_job(queue, settings, "test-echo", queue_name=name) for name in ("high-priority", "default", "low-priority")]
     start_plugin("worker")
     wait_done(queue, ids)
-    assert [status_of(queue, job_id) for job_id in ids] == ["completed"] * 3
+    assert [job_status(queue, job_id) for job_id in ids] == ["completed"] * 3
 
 
 def test_worker_named_queue_serves_only_that_queue(queue, settings, store, start_plugin):
-    high = submit(queue, settings, "test-echo", queue_name="high-priority")
-    low = submit(queue, settings, "test-echo", queue_name="low-priority")
+    high = submit_job(queue, settings, "test-echo", queue_name="high-priority")
+    low = submit_job(queue, settings, "test-echo", queue_name="low-priority")
     start_plugin("worker", "high-priority", "-c", "1")
     wait_done(queue, [high])
     time.sleep(1)
-    assert status_of(queue, low) == "pending"
+    assert job_status(queue, low) == "pending"
 
 
 def test_spaced_jobs_complete_on_first_attempt(queue, settings, store, start_plugin):
@@ -100,7 +92,7 @@ def test_spaced_jobs_complete_on_first_attempt(queue, settings, store, start_plu
     time.sleep(1.5)
     ids = []
     for _ in range(100):
-        ids.append(submit(queue, settings, "test-echo"))
+        ids.append(submit_job(queue, settings, "test-echo"))
         time.sleep(0.01)
     wait_done(queue, ids, timeout_s=60)
     drain(queue, store)
@@ -115,7 +107,7 @@ def test_spaced_jobs_complete_on_first_attempt(queue, settings, store, start_plu
 @pytest.mark.parametrize("max_retries, executions", [(0, 1), (1, 2), (3, 4)])
 def test_retries_count_after_first_attempt(queue, settings, store, start_plugin, tmp_path, max_retries, executions):
     log = tmp_path / "runs.log"
-    job_id = submit(queue, settings, "test-fail", {"log": str(log)}, maxRetries=max_retries, retryDelay=0)
+    job_id = submit_job(queue, settings, "test-fail", {"log": str(log)}, maxRetries=max_retries, retryDelay=0)
     start_plugin("worker", "-c", "1")
     wait_done(queue, [job_id])
     drain(queue, store)
@@ -128,14 +120,14 @@ def test_retries_count_after_first_attempt(queue, settings, store, start_plugin,
 
 def test_permanent_failure_skips_retries(queue, settings, store, start_plugin, tmp_path):
     log = tmp_path / "runs.log"
-    job_id = submit(queue, settings, "test-fail", {"log": str(log), "permanent": True}, maxRetries=3)
+    job_id = submit_job(queue, settings, "test-fail", {"log": str(log), "permanent": True}, maxRetries=3)
     start_plugin("worker", "-c", "1")
     wait_done(queue, [job_id])
     assert len(read_lines(log)) == 1
 
 
 def test_unexpected_exception_stores_stack(queue, settings, store, start_plugin):
-    job_id = submit(queue, settings, "test-fail", {"unexpected": True, "message": "boom ✓"}, maxRetries=0)
+    job_id = submit_job(queue, settings, "test-fail", {"unexpected": True, "message": "boom ✓"}, maxRetries=0)
     start_plugin("worker", "-c", "1")
     wait_done(queue, [job_id])
     drain(queue, store)
@@ -147,9 +139,9 @@ def test_unexpected_exception_stores_stack(queue, settings, store, start_plugin)
 def test_timeout_stops_side_effect(queue, settings, store, start_plugin, tmp_path):
     marker = tmp_path / "marker"
     log = tmp_path / "runs.log"
-    slow = submit(queue, settings, "test-sleep", {"seconds": 5, "marker": str(marker), "log": str(log)},
+    slow = submit_job(queue, settings, "test-sleep", {"seconds": 5, "marker": str(marker), "log": str(log)},
                   timeout=1000, maxRetries=0)
-    after = submit(queue, settings, "test-echo", {"log": str(log)})
+    after = submit_job(queue, settings, "test-echo", {"log": str(log)})
     start_plugin("worker", "-c", "1")
     started = time.monotonic()
     wait_done(queue, [slow], timeout_s=20)
@@ -165,7 +157,7 @@ def test_timeout_stops_side_effect(queue, settings, store, start_plugin, tmp_pat
 
 
 def test_progress_stored(queue, settings, store, start_plugin):
-    job_id = submit(queue, settings, "test-progress")
+    job_id = submit_job(queue, settings, "test-progress")
     start_plugin("worker", "-c", "1")
     wait_done(queue, [job_id])
     drain(queue, store)
@@ -176,9 +168,9 @@ def test_progress_stored(queue, settings, store, start_plugin):
 
 def test_delayed_job_waits_then_runs(queue, settings, store, start_plugin):
     start_plugin("worker", "-c", "1")
-    job_id = submit(queue, settings, "test-echo", delay=1500)
+    job_id = submit_job(queue, settings, "test-echo", delay=1500)
     time.sleep(0.8)
-    assert status_of(queue, job_id) == "delayed"
+    assert job_status(queue, job_id) == "delayed"
     wait_done(queue, [job_id], timeout_s=10)
     job = queue.get_job(job_id)
     from datetime import datetime

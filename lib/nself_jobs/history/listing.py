@@ -9,6 +9,7 @@ import base64
 from datetime import datetime
 
 from ..errors import ValidationError
+from ..jsonio import iso_utc
 
 MAX_PAGE_SIZE = 500
 
@@ -48,15 +49,11 @@ def list_jobs(store, account, status=None, queue=None, job_type=None, page_size=
     }
 
 
-def _iso(value):
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def _job_summary(row):
     return {
         "id": str(row["id"]), "type": row["type"], "queue": row["queue"], "status": row["status"],
         "priority": row["priority"], "progress": row["progress"], "attempts": row["attempts"],
-        "maxAttempts": row["max_attempts"], "createdAt": _iso(row["created_at"]),
-        "startedAt": _iso(row["started_at"]), "completedAt": _iso(row["completed_at"]),
+        "maxAttempts": row["max_attempts"], "createdAt": iso_utc(row["created_at"]),
+        "startedAt": iso_utc(row["started_at"]), "completedAt": iso_utc(row["completed_at"]),
         "error": row["last_error"], "account": row["source_account_id"],
     }

@@ -33,8 +33,9 @@ BATCH_SIZE = 2000
 IDLE_SLEEP_S = 0.1
 MAX_BACKOFF_S = 5.0
 DEAD_LETTER_KEY = keys.HISTORY_KEY + ":rejected"
-# Backlog size at which every drain logs a warning: PostgreSQL is down or too slow.
+# Backlog size at which the writer logs a warning (at most once a minute): PostgreSQL is down or too slow.
 BACKLOG_WARNING = 100_000
+BACKLOG_WARNING_INTERVAL_S = 60
 _ID_NAMESPACE = uuid.UUID("5b0c3f39-6f55-4c4b-9f2b-1f4a5c2e7d10")
 
 _RENEW = """
@@ -191,6 +192,7 @@ class HistoryWriter:
         self._trim = connection.register_script(_TRIM)
         self._db = None
         self._outage_since = None
+        self._backlog_warned_at = 0.0
         self.last_lag_ms = 0
 
     # ------------------------------------------------------------ lease
@@ -262,6 +264,18 @@ class HistoryWriter:
 
     # ------------------------------------------------------------ loop
 
+    def _warn_on_backlog(self):
+        if self.clock() - self._backlog_warned_at < BACKLOG_WARNING_INTERVAL_S:
+            return
+        try:
+            backlog = self.redis.llen(keys.HISTORY_KEY)
+        except redis.RedisError:
+            return
+        if backlog >= BACKLOG_WARNING:
+            self._backlog_warned_at = self.clock()
+            log.warning("history backlog is %d events in %s: PostgreSQL is down or slower than the queue; "
+                        "the events are kept and written when it catches up", backlog, keys.HISTORY_KEY)
+
     def _note_outage(self, error):
         if self._outage_since is None:
             self._outage_since = self.clock()
@@ -290,8 +304,11 @@ class HistoryWriter:
                 backoff_s = IDLE_SLEEP_S
                 if written < BATCH_SIZE:
                     stop_event.wait(IDLE_SLEEP_S)
+                else:
+                    self._warn_on_backlog()
             except (psycopg.Error, OSError) as error:
                 self._note_outage(error)
+                self._warn_on_backlog()
                 stop_event.wait(backoff_s)
                 backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
             except redis.RedisError as error:
