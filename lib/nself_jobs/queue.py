@@ -24,6 +24,20 @@ def load_script(name):
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
+def step_script():
+    """Compose settle.lua and claim.lua into one script that ends an attempt and claims the next job.
+
+    KEYS are the five settle keys followed by the claim keys; ARGV[1] is the number
+    of settle arguments, followed by those and then the claim arguments. The reply
+    is ``{recorded, claimed}``, or ``{recorded}`` when no job is waiting.
+    """
+    return "\n".join([
+        "local function settle(KEYS, ARGV)", load_script("settle"), "end",
+        "local function claim(KEYS, ARGV)", load_script("claim"), "end",
+        load_script("step"),
+    ])
+
+
 def rq_time(epoch_s):
     """Format an epoch time the way RQ stores timestamps."""
     return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

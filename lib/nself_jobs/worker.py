@@ -28,7 +28,7 @@ from . import jobtypes, keys
 from .errors import JobFailed, JobsError, JobTimeout
 from .jobtypes import JobContext
 from .lifecycle import Lifecycle
-from .queue import connect_redis, load_script, rq_time
+from .queue import connect_redis, load_script, rq_time, step_script
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class Worker:
         self.redis = connect_redis(settings.redis_url)
         self.lifecycle = Lifecycle(self.redis, settings, clock)
         self._claim = self.redis.register_script(load_script("claim"))
+        self._settle = self.redis.register_script(load_script("settle"))
+        self._step = self.redis.register_script(step_script())
+        self._settlement = None
         self.shutdown_grace_ms = shutdown_grace_ms if shutdown_grace_ms is not None else \
             settings.env.int("JOBS_SHUTDOWN_GRACE", 8000, minimum=0)
 
@@ -166,13 +169,19 @@ class Worker:
 
     # ------------------------------------------------------------ loop
 
-    def claim(self):
+    def _claim_args(self):
         now = self.clock()
-        return self._claim(
-            keys=self._claim_keys,
-            args=[len(self.rq_queues), now, rq_time(now), int(now * 1000), self.name, keys.LEASE_GRACE_S,
-                  *[self.plugin_queue_of[rq] for rq in self.rq_queues]],
-        )
+        return [len(self.rq_queues), now, rq_time(now), int(now * 1000), self.name, keys.LEASE_GRACE_S,
+                *[self.plugin_queue_of[rq] for rq in self.rq_queues]]
+
+    def claim(self):
+        return self._claim(keys=self._claim_keys, args=self._claim_args())
+
+    def settle_and_claim(self, settlement):
+        """End the previous attempt and claim the next job in one round trip; return ``(recorded, claimed)``."""
+        reply = self._step(keys=settlement.keys + self._claim_keys,
+                           args=[len(settlement.args), *settlement.args, *self._claim_args()])
+        return bool(reply[0]), (reply[1] if len(reply) > 1 else None)
 
     def work(self, burst=False, max_jobs=None):
         """Run jobs until stopped; with ``burst``, stop when no job is waiting."""
@@ -184,6 +193,7 @@ class Worker:
             while not self.stopping and (max_jobs is None or self.jobs_done < max_jobs):
                 if not self._work_once(burst):
                     break
+            self._flush_settlement()
         finally:
             self._stop_heartbeat.set()
             self._deregister()
@@ -191,8 +201,13 @@ class Worker:
 
     def _work_once(self, burst):
         try:
-            claimed = self.claim()
+            if self._settlement is not None:
+                recorded, claimed = self.settle_and_claim(self._settlement)
+                self._settled(recorded)
+            else:
+                claimed = self.claim()
         except redis.RedisError as error:
+            # The settlement is kept and sent again, so a Redis restart loses no finished attempt.
             log.warning("worker %s cannot reach Redis (%s); retrying in 1 s", self.name, error)
             time.sleep(1)
             return True
@@ -204,9 +219,29 @@ class Worker:
             except redis.RedisError:
                 time.sleep(keys.IDLE_POLL_S)
             return True
-        self.run_claimed(claimed)
+        self._settlement = self.run_claimed(claimed)
         self.jobs_done += 1
         return True
+
+    def _settled(self, recorded):
+        if not recorded:
+            log.warning("job %s ended on worker %s after another process had ended the attempt "
+                        "(recovered, cancelled or finished elsewhere); this outcome was dropped",
+                        self._settlement.args[0], self.name)
+        self._settlement = None
+
+    def _flush_settlement(self, deadline_s=60):
+        """Record the last attempt before exiting, retrying while Redis is unreachable."""
+        give_up_at = time.monotonic() + deadline_s
+        while self._settlement is not None:
+            try:
+                self._settled(bool(self._settle(keys=self._settlement.keys, args=self._settlement.args)))
+            except redis.RedisError as error:
+                if time.monotonic() > give_up_at:
+                    log.error("worker %s could not record job %s before exiting (%s); the recovery of lost jobs "
+                              "will retry or fail it", self.name, self._settlement.args[0], error)
+                    return
+                time.sleep(1)
 
     def _deregister(self):
         try:
@@ -220,6 +255,7 @@ class Worker:
     # ------------------------------------------------------------ one job
 
     def run_claimed(self, claimed):
+        """Run one claimed job and return the :class:`Settlement` that records its outcome."""
         job_id, index, attempt, type_name, payload_json, timeout_ms, account = claimed[:7]
         retry_rules = {"max_attempts": int(claimed[7]), "retry_delay_ms": int(claimed[8]), "backoff": claimed[9]}
         rq_queue = self.rq_queues[int(index) - 1]
@@ -236,12 +272,11 @@ class Worker:
         except BaseException as error:  # noqa: BLE001 - every failure of user code must end the attempt
             if isinstance(error, (KeyboardInterrupt, SystemExit)) and not self.stopping:
                 raise
-            self._record_failure(job_id, rq_queue, attempt, retry_rules, error, account)
+            return self._failure_settlement(job_id, rq_queue, attempt, retry_rules, error, account)
         else:
-            if not self.lifecycle.completed(job_id, rq_queue, self.name, attempt, result, duration_ms, account):
-                log.warning("job %s finished on worker %s after another process had ended the attempt; result dropped",
-                            job_id, self.name)
             log.debug("job %s completed in %d ms", job_id, duration_ms)
+            return self.lifecycle.completed(job_id, rq_queue, self.name, attempt, result, duration_ms, account,
+                                            run=False)
         finally:
             self.current_job_id = None
 
@@ -260,10 +295,9 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._job_deadline = None
 
-    def _record_failure(self, job_id, rq_queue, attempt, retry_rules, error, account):
+    def _failure_settlement(self, job_id, rq_queue, attempt, retry_rules, error, account):
         if isinstance(error, JobCancelled):
-            self.lifecycle.cancelled(job_id, rq_queue, self.name, attempt)
-            return
+            return self.lifecycle.cancelled(job_id, rq_queue, self.name, attempt, run=False)
         if isinstance(error, (TypeError, ValueError)) and "JSON" in str(error):
             error = JobFailed(f"the job's result is not JSON-serialisable: {error}")
         if isinstance(error, (JobFailed, JobTimeout, WorkerShutdown)):
@@ -271,9 +305,8 @@ class Worker:
         else:
             stack = "".join(traceback.format_exception(error))[-20_000:]
         log.info("job %s attempt %d of %d failed: %s", job_id, attempt, retry_rules["max_attempts"], error)
-        if not self.lifecycle.failure_from_exception(job_id, rq_queue, self.name, attempt, retry_rules, error, stack,
-                                                     account):
-            log.warning("job %s failed on worker %s after another process had ended the attempt", job_id, self.name)
+        return self.lifecycle.failure_from_exception(job_id, rq_queue, self.name, attempt, retry_rules, error, stack,
+                                                     account, run=False)
 
     def _report_progress(self, job_id, percent, message):
         now_ms = int(self.clock() * 1000)

@@ -1,42 +1,65 @@
 -- Named queries of the history store. Each block starts with "-- name: NAME"
 -- and a one-line description; parameters are bound as %(name)s.
 
+-- name: create_staging
+-- Session-private staging tables that the writer fills with COPY, one batch per transaction.
+CREATE TEMP TABLE IF NOT EXISTS staging_created (
+    id UUID, account TEXT, type TEXT, queue TEXT, status TEXT, priority INTEGER, payload TEXT,
+    max_attempts INTEGER, delay_ms BIGINT, timeout_ms BIGINT, created_at TIMESTAMPTZ, options TEXT,
+    run_at TIMESTAMPTZ, unique_key TEXT, schedule_id UUID, scheduled_for TIMESTAMPTZ
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS staging_updates (
+    id UUID, status TEXT, attempts INTEGER, started_at TIMESTAMPTZ, completed_at TIMESTAMPTZ, reopened BOOLEAN,
+    progress INTEGER, progress_message TEXT, worker_name TEXT, last_error TEXT, run_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS staging_results (
+    id UUID, job_id UUID, account TEXT, result TEXT, duration_ms INTEGER, completed_at TIMESTAMPTZ,
+    attempt INTEGER
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS staging_failures (
+    id UUID, job_id UUID, account TEXT, attempt INTEGER, error TEXT, stack TEXT, failed_at TIMESTAMPTZ
+) ON COMMIT DELETE ROWS;
+
 -- name: insert_created
--- Insert a job's first history row; a replayed event changes nothing.
+-- Insert the first history row of each staged job; a replayed event changes nothing.
 INSERT INTO jobs (id, source_account_id, type, queue, status, priority, payload, progress,
                   attempts, max_attempts, delay_ms, timeout_ms, created_at, options, run_at,
                   unique_key, schedule_id, scheduled_for, updated_at)
-VALUES (%(id)s, %(account)s, %(type)s, %(queue)s, %(status)s, %(priority)s, %(payload)s, 0,
-        0, %(max_attempts)s, %(delay_ms)s, %(timeout_ms)s, %(created_at)s, %(options)s, %(run_at)s,
-        %(unique_key)s, %(schedule_id)s, %(scheduled_for)s, %(created_at)s)
+SELECT id, account, type, queue, status, priority, payload::jsonb, 0,
+       0, max_attempts, delay_ms, timeout_ms, created_at, options::jsonb, run_at,
+       unique_key, schedule_id, scheduled_for, created_at
+FROM staging_created
 ON CONFLICT DO NOTHING;
 
 -- name: update_state
--- Apply the folded state changes of one job; a NULL parameter leaves its column as it is.
-UPDATE jobs SET
-    status = COALESCE(%(status)s, status),
-    attempts = GREATEST(attempts, COALESCE(%(attempts)s, attempts)),
-    started_at = COALESCE(%(started_at)s, started_at),
-    completed_at = CASE WHEN %(reopened)s THEN %(completed_at)s
-                        ELSE COALESCE(%(completed_at)s, completed_at) END,
-    progress = COALESCE(%(progress)s, progress),
-    progress_message = COALESCE(%(progress_message)s, progress_message),
-    worker_name = COALESCE(%(worker_name)s, worker_name),
-    last_error = COALESCE(%(last_error)s, last_error),
-    run_at = COALESCE(%(run_at)s, run_at),
-    updated_at = %(updated_at)s
-WHERE id = %(id)s;
+-- Apply the folded state changes of each staged job; a NULL column leaves the job's value as it is.
+UPDATE jobs AS j SET
+    status = COALESCE(u.status, j.status),
+    attempts = GREATEST(j.attempts, COALESCE(u.attempts, j.attempts)),
+    started_at = COALESCE(u.started_at, j.started_at),
+    completed_at = CASE WHEN u.reopened THEN u.completed_at ELSE COALESCE(u.completed_at, j.completed_at) END,
+    progress = COALESCE(u.progress, j.progress),
+    progress_message = COALESCE(u.progress_message, j.progress_message),
+    worker_name = COALESCE(u.worker_name, j.worker_name),
+    last_error = COALESCE(u.last_error, j.last_error),
+    run_at = COALESCE(u.run_at, j.run_at),
+    updated_at = u.updated_at
+FROM staging_updates AS u
+WHERE j.id = u.id;
 
 -- name: insert_result
--- Record a successful attempt's result; the id is derived from job and attempt, so a replay is a no-op.
+-- Record staged successful attempts; ids are derived from job and attempt, so a replay is a no-op.
 INSERT INTO job_results (id, source_account_id, job_id, result, duration_ms, completed_at, attempt_number)
-VALUES (%(id)s, %(account)s, %(job_id)s, %(result)s, %(duration_ms)s, %(completed_at)s, %(attempt)s)
+SELECT id, account, job_id, result::jsonb, duration_ms, completed_at, attempt
+FROM staging_results
 ON CONFLICT DO NOTHING;
 
 -- name: insert_failure
--- Record one failed attempt; the id is derived from job and attempt, so a replay is a no-op.
+-- Record staged failed attempts; ids are derived from job and attempt, so a replay is a no-op.
 INSERT INTO job_failures (id, source_account_id, job_id, attempt_number, error_message, error_stack, failed_at)
-VALUES (%(id)s, %(account)s, %(job_id)s, %(attempt)s, %(error)s, %(stack)s, %(failed_at)s)
+SELECT id, account, job_id, attempt, error, stack, failed_at
+FROM staging_failures
 ON CONFLICT DO NOTHING;
 
 -- name: get_job
@@ -232,3 +255,178 @@ FROM jobs
 WHERE schedule_id = %(schedule_id)s
 ORDER BY created_at DESC
 LIMIT %(limit)s;
+
+-- ---------------------------------------------------------------- dashboard and metrics
+-- Read by history/dashboard_queries.py. The list filters are shared: %(pattern)s is an
+-- ILIKE pattern with %, _ and \ escaped, matched against the payload text and the last
+-- error; %(error)s matches the last error exactly. A NULL filter matches every row.
+
+-- name: dashboard_jobs_by_created
+-- One page of jobs older than the (created_at, id) cursor, newest first.
+SELECT id, type, queue, status, priority, progress, attempts, max_attempts, created_at, started_at,
+       completed_at, last_error, created_at AS sort_at
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+  AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+  AND (%(cursor_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_jobs_by_created_newer
+-- One page of jobs newer than the (created_at, id) cursor, oldest first; the caller reverses it.
+SELECT id, type, queue, status, priority, progress, attempts, max_attempts, created_at, started_at,
+       completed_at, last_error, created_at AS sort_at
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+  AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+  AND (created_at, id) > (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid)
+ORDER BY created_at ASC, id ASC
+LIMIT %(limit)s;
+
+-- name: dashboard_jobs_by_ended
+-- One page of ended jobs (one status) older than the (completed_at, id) cursor, latest end first.
+SELECT id, type, queue, status, priority, progress, attempts, max_attempts, created_at, started_at,
+       completed_at, last_error, completed_at AS sort_at
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status = %(status)s::text
+  AND completed_at IS NOT NULL
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+  AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+  AND (%(cursor_at)s::timestamptz IS NULL
+       OR (completed_at, id) < (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid))
+ORDER BY completed_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_jobs_by_ended_newer
+-- One page of ended jobs (one status) newer than the (completed_at, id) cursor, oldest first; the caller reverses it.
+SELECT id, type, queue, status, priority, progress, attempts, max_attempts, created_at, started_at,
+       completed_at, last_error, completed_at AS sort_at
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status = %(status)s::text
+  AND completed_at IS NOT NULL
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+  AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+  AND (completed_at, id) > (%(cursor_at)s::timestamptz, %(cursor_id)s::uuid)
+ORDER BY completed_at ASC, id ASC
+LIMIT %(limit)s;
+
+-- name: dashboard_count_jobs
+-- The number of jobs matching the dashboard filters, counted up to %(cap)s rows.
+SELECT count(*) AS total FROM (
+    SELECT 1
+    FROM jobs
+    WHERE source_account_id = %(account)s
+      AND (%(status)s::text IS NULL OR status = %(status)s::text)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND (%(type)s::text IS NULL OR type = %(type)s::text)
+      AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+      AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+    LIMIT %(cap)s
+) AS matching;
+
+-- name: dashboard_failed_ids
+-- Failed jobs matching the dashboard filters, oldest failure first: the jobs a bulk retry moves.
+SELECT id
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status = 'failed'
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(error)s::text IS NULL OR last_error = %(error)s::text)
+  AND (%(pattern)s::text IS NULL OR payload::text ILIKE %(pattern)s::text OR last_error ILIKE %(pattern)s::text)
+ORDER BY completed_at ASC, id ASC
+LIMIT %(limit)s;
+
+-- name: dashboard_hourly_outcomes
+-- Completed and failed jobs per hour since %(since)s; bucket 0 is the hour starting at %(since)s.
+SELECT status,
+       floor(extract(epoch FROM completed_at - %(since)s::timestamptz) / 3600)::int AS bucket,
+       count(*) AS jobs
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status IN ('completed', 'failed')
+  AND completed_at >= %(since)s::timestamptz
+GROUP BY 1, 2;
+
+-- name: dashboard_failure_groups
+-- Failed jobs that ended since %(since)s, grouped by their last error, largest group first.
+SELECT last_error AS error,
+       count(*) AS jobs,
+       max(completed_at) AS last_seen,
+       min(completed_at) AS first_seen,
+       (array_agg(id ORDER BY completed_at DESC))[1:%(samples)s] AS sample_ids,
+       (array_agg(DISTINCT type))[1:%(samples)s] AS types
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status = 'failed'
+  AND completed_at >= %(since)s::timestamptz
+GROUP BY last_error
+ORDER BY jobs DESC, last_seen DESC
+LIMIT %(limit)s;
+
+-- name: metrics_jobs_by_status
+-- Jobs in the history per app, type and status.
+SELECT source_account_id AS app, type, status, count(*) AS jobs
+FROM jobs
+GROUP BY 1, 2, 3;
+
+-- name: metrics_failed_attempts
+-- Failed attempts per app and job type, retried or final: one job_failures row each.
+SELECT j.source_account_id AS app, j.type, count(*) AS attempts
+FROM job_failures f
+JOIN jobs j ON j.id = f.job_id
+GROUP BY 1, 2;
+
+-- name: metrics_durations
+-- Completed attempts per app, job type and duration bucket; %(bounds)s holds each bucket's upper bound + 1 ms.
+SELECT j.source_account_id AS app, j.type,
+       width_bucket(r.duration_ms, %(bounds)s::int[]) AS bucket,
+       count(*) AS attempts,
+       sum(r.duration_ms) AS duration_ms
+FROM job_results r
+JOIN jobs j ON j.id = r.job_id
+WHERE r.duration_ms IS NOT NULL
+GROUP BY 1, 2, 3;
+
+-- ---------------------------------------------------------------- doctor
+-- Read and corrected by doctor.py, which compares the history with Redis.
+
+-- name: doctor_job_statuses
+-- The history status of each job in %(ids)s; ids without a row are left out.
+SELECT id::text AS id, status
+FROM jobs
+WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: doctor_unfinished_jobs
+-- Jobs whose history says pending, delayed or active, oldest first, at most %(limit)s.
+SELECT id::text AS id, status
+FROM jobs
+WHERE status IN ('pending', 'delayed', 'active')
+ORDER BY created_at
+LIMIT %(limit)s;
+
+-- name: doctor_correct_status
+-- Set a job's status to the one Redis holds, unless the history writer changed it since the doctor read %(seen)s.
+UPDATE jobs SET
+    status = %(status)s::text,
+    last_error = COALESCE(%(last_error)s::text, last_error),
+    completed_at = CASE WHEN %(status)s::text IN ('completed', 'failed', 'cancelled')
+                        THEN COALESCE(completed_at, now()) ELSE completed_at END,
+    updated_at = now()
+WHERE id = %(id)s::uuid AND status = %(seen)s::text
+RETURNING id;

@@ -5,6 +5,7 @@ SQL lives in ``schema.sql`` and ``views.sql`` at the plugin root and in
 :class:`ServiceUnavailable` here, with the original chained.
 """
 
+import json
 import re
 from importlib import resources
 from urllib.parse import urlsplit
@@ -12,7 +13,6 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from ..errors import ServiceUnavailable
 from ..paths import PLUGIN_DIR
@@ -107,16 +107,24 @@ class HistoryStore:
     # ------------------------------------------------------------ writes
 
     def apply_changes(self, connection, changes):
-        """Write one batch of folded history changes in the caller's transaction."""
+        """Write one batch of folded history changes in the caller's transaction.
+
+        Rows go into session-private staging tables with COPY, then one statement
+        per table moves them: a few round trips per batch, not per job.
+        """
+        staged = (
+            ("staging_created", changes.created, "insert_created", _CREATED_COLUMNS),
+            ("staging_updates", list(changes.updates.values()), "update_state", _UPDATE_COLUMNS),
+            ("staging_results", changes.results, "insert_result", _RESULT_COLUMNS),
+            ("staging_failures", changes.failures, "insert_failure", _FAILURE_COLUMNS),
+        )
         with connection.cursor() as cursor:
-            if changes.created:
-                cursor.executemany(QUERIES["insert_created"], [_with_json(row, "payload", "options") for row in changes.created])
-            if changes.updates:
-                cursor.executemany(QUERIES["update_state"], list(changes.updates.values()))
-            if changes.results:
-                cursor.executemany(QUERIES["insert_result"], [_with_json(row, "result") for row in changes.results])
-            if changes.failures:
-                cursor.executemany(QUERIES["insert_failure"], changes.failures)
+            cursor.execute(QUERIES["create_staging"])
+            for table, rows, statement, columns in staged:
+                if not rows:
+                    continue
+                _copy_rows(cursor, table, rows, columns)
+                cursor.execute(QUERIES[statement])
 
     # ------------------------------------------------------------ reads
 
@@ -142,8 +150,22 @@ class HistoryStore:
             raise self.translate(error) from error
 
 
-def _with_json(row, *names):
-    converted = dict(row)
-    for name in names:
-        converted[name] = Jsonb(converted[name]) if converted.get(name) is not None else None
-    return converted
+_CREATED_COLUMNS = ("id", "account", "type", "queue", "status", "priority", "payload", "max_attempts", "delay_ms",
+                    "timeout_ms", "created_at", "options", "run_at", "unique_key", "schedule_id", "scheduled_for")
+_UPDATE_COLUMNS = ("id", "status", "attempts", "started_at", "completed_at", "reopened", "progress",
+                   "progress_message", "worker_name", "last_error", "run_at", "updated_at")
+_RESULT_COLUMNS = ("id", "job_id", "account", "result", "duration_ms", "completed_at", "attempt")
+_FAILURE_COLUMNS = ("id", "job_id", "account", "attempt", "error", "stack", "failed_at")
+_JSON_COLUMNS = {"payload", "options", "result"}
+
+
+def _copy_rows(cursor, table, rows, columns):
+    """COPY row dicts into a staging table; JSON values are sent as text."""
+    encode = [name in _JSON_COLUMNS for name in columns]
+    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+        for row in rows:
+            copy.write_row([
+                json.dumps(row[name], ensure_ascii=False) if is_json and row[name] is not None else row[name]
+                for name, is_json in zip(columns, encode)
+            ])
