@@ -73,14 +73,22 @@ class Operations:
         raise Conflict(f"job {job_id} is already {_status_name(outcome)}; only waiting, delayed or running jobs "
                        "can be cancelled")
 
-    def retry(self, job_id):
-        """Move a failed job back to its queue with a fresh set of retries; raise Conflict otherwise."""
+    def retry(self, job_id, seen_attempts=None):
+        """Move a failed job back to its queue with a fresh set of retries; raise Conflict otherwise.
+
+        ``seen_attempts`` is the attempt count from a listing of failed jobs: when the
+        job has run again since then, another retry already handled it, and Conflict
+        is raised instead of queueing it a second time.
+        """
         rq_queue = self._origin(job_id)
         outcome = self._retry(
             keys=[keys.job_key(job_id), keys.registry_key("failed", rq_queue), keys.queue_key(rq_queue),
                   keys.HISTORY_KEY, keys.WAKEUP_KEY],
-            args=[job_id, rq_time(self.clock()), self._event("retried", job_id), keys.WAKEUP_MAX_TOKENS],
+            args=[job_id, rq_time(self.clock()), self._event("retried", job_id), keys.WAKEUP_MAX_TOKENS,
+                  "" if seen_attempts is None else str(seen_attempts)],
         )
+        if outcome == "changed":
+            raise Conflict(f"job {job_id} was retried by someone else since it was listed")
         if outcome == "retried":
             return outcome
         if outcome == "missing":
@@ -100,6 +108,44 @@ class Operations:
         if outcome == "missing":
             raise NotFound(f"job {job_id} not found")
         raise Conflict(f"job {job_id} is {_status_name(outcome)}, not delayed; only delayed jobs can be promoted")
+
+    def delete(self, job_id):
+        """Cancel a job that has not ended, or remove an ended job from Redis.
+
+        Returns ``"cancelled"`` or ``"requested"`` as :meth:`cancel` does, or
+        ``"removed"``. A removed job keeps its PostgreSQL history, so it is still
+        listed and ``GET /api/jobs/:id`` still returns it.
+        """
+        job_key = keys.job_key(job_id)
+        with self.redis.pipeline() as pipeline:
+            while True:
+                try:
+                    # WATCH makes the removal fail if a retry or another removal changes the job meanwhile.
+                    pipeline.watch(job_key)
+                    status, origin, unique = pipeline.hmget(job_key, "status", "origin", "nj_unique_key")
+                    if status is None:
+                        raise NotFound(f"job {job_id} not found in Redis: it does not exist or its cleanup age "
+                                       "has passed")
+                    if status not in _ENDED_STATUSES:
+                        pipeline.unwatch()
+                        break
+                    unique_holder = keys.unique_key(unique) if unique else None
+                    if unique_holder:
+                        pipeline.watch(unique_holder)
+                    holds_unique = unique_holder is not None and pipeline.get(unique_holder) == job_id
+                    pipeline.multi()
+                    for kind in ("finished", "failed", "canceled"):
+                        pipeline.zrem(keys.registry_key(kind, origin), job_id)
+                    pipeline.delete(job_key)
+                    if holds_unique:
+                        pipeline.delete(unique_holder)
+                    pipeline.execute()
+                    return "removed"
+                except redis.WatchError:
+                    continue
+                except redis.RedisError as error:
+                    raise self.queue._translate(error) from error
+        return self.cancel(job_id)
 
     def failed_jobs(self, queues=QUEUE_NAMES, job_type=None, limit=None):
         """Return failed jobs still in Redis, oldest failure first, filtered by queue and type."""
@@ -121,6 +167,9 @@ class Operations:
         found.sort(key=lambda job: job.failed_at_ms)
         return found[:limit] if limit is not None else found
 
+
+# RQ statuses of jobs that have ended; only these can be removed from Redis.
+_ENDED_STATUSES = ("finished", "failed", "canceled")
 
 _STATUS_WORDS = {"finished": "completed", "canceled": "cancelled", "started": "running", "queued": "waiting",
                  "scheduled": "delayed"}

@@ -300,3 +300,12 @@ def test_operations_conflict_on_unknown_state(queue, settings, operations):
     job_id = submit_job(queue, settings)
     with pytest.raises(Conflict):
         operations.promote(job_id)
+
+
+def test_retry_from_stale_listing_is_refused(queue, settings, operations, start_plugin):
+    [job_id] = fail_jobs(queue, settings, start_plugin, 1)
+    [listed] = operations.failed_jobs()
+    queue.redis.hset(f"rq:job:{job_id}", "nj_attempts", listed.attempts + 1)
+    with pytest.raises(Conflict):
+        operations.retry(job_id, seen_attempts=listed.attempts)
+    assert job_status(queue, job_id) == "failed"

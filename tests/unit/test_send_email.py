@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies
 
-from nself_jobs.errors import ConfigError, JobFailed, JobTimeout, ValidationError
+from nself_jobs.errors import ConfigError, JobFailed, JobTimeout, PermanentJobFailure, ValidationError
 from nself_jobs.jobtypes import JobContext, send_email
 from nself_jobs.settings import load_settings
 
@@ -524,14 +524,14 @@ def ctx(settings):
 @pytest.mark.parametrize(
     "error, expected",
     [
-        (smtplib.SMTPDataError(554, b"rejected as spam"), JobFailed),
+        (smtplib.SMTPDataError(554, b"rejected as spam"), PermanentJobFailure),
         (smtplib.SMTPDataError(451, b"try again later"), send_email.SmtpTemporaryError),
-        (smtplib.SMTPSenderRefused(550, b"no relay", "a@example.test"), JobFailed),
-        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), JobFailed),
+        (smtplib.SMTPSenderRefused(550, b"no relay", "a@example.test"), PermanentJobFailure),
+        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), PermanentJobFailure),
         (smtplib.SMTPAuthenticationError(454, b"temporary auth failure"), send_email.SmtpTemporaryError),
         (smtplib.SMTPConnectError(421, b"too busy"), send_email.SmtpTemporaryError),
         (smtplib.SMTPServerDisconnected("gone"), send_email.SmtpTemporaryError),
-        (smtplib.SMTPNotSupportedError("no AUTH"), JobFailed),
+        (smtplib.SMTPNotSupportedError("no AUTH"), PermanentJobFailure),
         (ConnectionRefusedError(111, "Connection refused"), send_email.SmtpTemporaryError),
         (TimeoutError("timed out"), send_email.SmtpTemporaryError),
     ],

@@ -76,7 +76,7 @@ def retry(context, queue, job_type, job_id, limit, show, as_json):
     retried = []
     for job in candidates:
         try:
-            operations.retry(job.id)
+            operations.retry(job.id, seen_attempts=job.attempts)
             retried.append(job.id)
         except (Conflict, NotFound):
             continue  # another retry or the cleanup got there first

@@ -52,9 +52,11 @@ Result: ``messageId``, ``acceptedCount`` (recipients the server accepted) and
 ``rejectedRecipients`` (address to SMTP reply, for recipients rejected while others
 were accepted).
 
-SMTP replies with a 5xx code raise :class:`~nself_jobs.errors.JobFailed`. Replies
-with a 4xx code, refused connections and network timeouts raise
-:class:`SmtpTemporaryError`, so the queue retries the job.
+SMTP replies with a 5xx code, a server without the STARTTLS that ``starttls`` needs
+and a failed certificate check raise :class:`~nself_jobs.errors.PermanentJobFailure`,
+so the job fails without retries. Replies with a 4xx code, refused connections, other
+TLS errors and network timeouts raise :class:`SmtpTemporaryError`, so the queue
+retries the job.
 """
 
 import base64
@@ -75,7 +77,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 
-from ..errors import ConfigError, JobFailed, JobsError, JobTimeout, ValidationError
+from ..errors import ConfigError, JobsError, JobTimeout, PermanentJobFailure, ValidationError
 from .base import JobType
 
 logger = logging.getLogger(__name__)
@@ -474,7 +476,7 @@ def _open_connection(config, ctx):
         smtp.ehlo_or_helo_if_needed()
         if config.security == "starttls":
             if not smtp.has_extn("starttls"):
-                raise JobFailed(
+                raise PermanentJobFailure(
                     f"SMTP server {config.host}:{config.port} does not offer STARTTLS; "
                     "set JOBS_SMTP_SECURITY=tls for an implicit-TLS port or none to send unencrypted"
                 )
@@ -535,7 +537,7 @@ def _reply_text(code, reply):
 
 
 def _translate_smtp_error(error, config, ctx):
-    """Return JobFailed for a permanent failure, or SmtpTemporaryError for one worth retrying.
+    """Return PermanentJobFailure for a permanent failure, or SmtpTemporaryError for one worth retrying.
 
     Raises JobTimeout instead when the job's deadline has passed, because the
     socket timeouts are bounded by it.
@@ -546,14 +548,14 @@ def _translate_smtp_error(error, config, ctx):
         replies = "; ".join(f"{address}: {_reply_text(*reply)}" for address, reply in error.recipients.items())
         message = f"SMTP server {server} rejected every recipient ({replies})"
         permanent = all(code >= 500 for code, _ in error.recipients.values())
-        return JobFailed(message) if permanent else SmtpTemporaryError(message)
+        return PermanentJobFailure(message) if permanent else SmtpTemporaryError(message)
     if isinstance(error, smtplib.SMTPNotSupportedError):
-        return JobFailed(f"SMTP server {server} does not support a required extension: {error}")
+        return PermanentJobFailure(f"SMTP server {server} does not support a required extension: {error}")
     if isinstance(error, smtplib.SMTPResponseException):
         message = f"SMTP server {server} rejected the message: {_reply_text(error.smtp_code, error.smtp_error)}"
-        return JobFailed(message) if error.smtp_code >= 500 else SmtpTemporaryError(message)
+        return PermanentJobFailure(message) if error.smtp_code >= 500 else SmtpTemporaryError(message)
     if isinstance(error, ssl.SSLCertVerificationError):
-        return JobFailed(
+        return PermanentJobFailure(
             f"TLS certificate of SMTP server {server} failed verification: {error.verify_message}; "
             "check JOBS_SMTP_HOST, or point SSL_CERT_FILE at the CA that signed it"
         )

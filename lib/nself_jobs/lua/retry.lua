@@ -5,8 +5,10 @@
 -- KEYS[5] wakeup list
 -- ARGV[1] job id     ARGV[2] now (RQ time string)   ARGV[3] history event (JSON)
 -- ARGV[4] max wakeup tokens
+-- ARGV[5] the attempt count the caller saw when it listed the job, or '' for no check
 --
--- Returns 'retried', or the job's status when it is not failed.
+-- Returns 'retried', 'changed' when the job failed again since the caller listed
+-- it (another retry got there first), or the job's status when it is not failed.
 
 local state = redis.call('HMGET', KEYS[1], 'status', 'nj_attempts', 'nj_retries')
 if not state[1] then
@@ -14,6 +16,9 @@ if not state[1] then
 end
 if state[1] ~= 'failed' then
   return state[1]
+end
+if ARGV[5] ~= '' and ARGV[5] ~= state[2] then
+  return 'changed'
 end
 local max_attempts = tonumber(state[2] or '0') + tonumber(state[3] or '0') + 1
 redis.call('ZREM', KEYS[2], ARGV[1])
