@@ -134,3 +134,14 @@ CREATE TABLE IF NOT EXISTS job_schedule_misses (
 
 CREATE INDEX IF NOT EXISTS idx_job_schedule_misses_schedule
     ON job_schedule_misses(schedule_id, recorded_at DESC);
+
+-- ---------------------------------------------------------------- dashboard lists
+
+-- The dashboard's job lists filter by app and status and page by time. These let
+-- PostgreSQL read one page from an index range instead of sorting every job of
+-- that status: by end time for the completed, failed and cancelled lists, failure
+-- groups and charts, by creation time for the others.
+CREATE INDEX IF NOT EXISTS idx_jobs_account_status_completed
+    ON jobs(source_account_id, status, completed_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS idx_jobs_account_status_created
+    ON jobs(source_account_id, status, created_at DESC, id DESC);

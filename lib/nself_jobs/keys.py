@@ -21,6 +21,9 @@ Keys of this plugin:
     nself:jobs:unique:<key>     string the job id that holds a unique key
     nself:jobs:lease:<role>     string lease token of the process doing <role>
     nself:jobs:paused           set    paused queue names
+    nself:jobs:lease:scheduler:fence          counter  fencing token, taken with the scheduler lease
+    nself:jobs:occurrence:<schedule>:<epoch>  string   claim of one schedule occurrence, kept 3 days
+    nself:jobs:schedule:<schedule>:last-job   string   the last job a schedule fired (overlap policy)
 
 A job's Redis hash expires after the cleanup age of its final state; the
 PostgreSQL history keeps it after that.

@@ -63,13 +63,16 @@ LEASE_TTL_MS = 15_000
 # Added to the lease TTL to get late_after: one poll interval plus slack for a slow pass.
 LATE_MARGIN_S = 5
 POLL_S = 1.0
-MAX_BACKOFF_S = 30.0
+# Longest wait between failed passes, kept short because occurrences become misses after late_after.
+MAX_BACKOFF_S = 5.0
 # An occurrence claim only has to outlive the pass that made it and a repeat of that pass.
 CLAIM_TTL_MS = 3 * 86_400_000
 # Longer than the maximum job timeout of 7 days, so a run that is still active keeps blocking.
 LAST_JOB_TTL_MS = 8 * 86_400_000
 # Occurrences that one pass looks at per schedule, so that a long outage of a
-# per-second schedule is worked through in several short passes.
+# per-second schedule is worked through in several short passes (about 0.1 s each).
+# NOTE: every missed occurrence is counted one by one, so a per-second schedule
+# that missed a year takes about 3,000 passes and writes as many miss records.
 MAX_OCCURRENCES_PER_PASS = 10_000
 DUE_BATCH_SIZE = 100
 RECENT_LIMIT = 10
@@ -79,7 +82,7 @@ OVERLAP_POLICIES = ("allow", "skip")
 SCHEDULE_FIELDS = ("name", "type", "cron", "timezone", "queue", "payload", "options", "description", "enabled",
                    "misfirePolicy", "misfireGraceMs", "overlapPolicy")
 # Job options that do not apply to the runs of a schedule, with the reason.
-_SCHEDULE_ONLY_REJECTED_OPTIONS = {
+_REJECTED_JOB_OPTIONS = {
     "delay": "a schedule's runs start at their cron times",
     "jobId": "every run of a schedule is a new job",
     "uniqueKey": "every run of a schedule is a new job",
@@ -119,7 +122,7 @@ def _to_datetime(epoch_s):
 
 
 def default_timezone(settings):
-    """Return JOBS_SCHEDULE_TIMEZONE (UTC when unset); raise ConfigError for an unknown zone."""
+    """Return JOBS_SCHEDULE_TIMEZONE, or UTC when it is unset. Raise ConfigError for an unknown zone."""
     name = settings.env.str("JOBS_SCHEDULE_TIMEZONE", "UTC")
     try:
         ZoneInfo(name)
@@ -144,7 +147,7 @@ def _parse_job_options(options):
         return {}
     if not isinstance(options, dict):
         raise ValidationError("options", "expected a JSON object")
-    for name, reason in _SCHEDULE_ONLY_REJECTED_OPTIONS.items():
+    for name, reason in _REJECTED_JOB_OPTIONS.items():
         if name in options:
             raise ValidationError(f"options.{name}", f"not supported for schedules: {reason}")
     return dict(options)
@@ -177,7 +180,7 @@ def _parse_description(value):
 
 
 def parse_schedule_request(body, settings, account="primary"):
-    """Validate a schedule request and return the row to store; raise ValidationError naming the field.
+    """Validate a schedule request and return the row to store, or raise ValidationError naming the field.
 
     The job part (type, queue, payload, options) is validated as a job request,
     so the payload passes the job type's own validator. The cron expression is
@@ -221,7 +224,7 @@ def parse_schedule_request(body, settings, account="primary"):
 
 
 def parse_count(value, default=DEFAULT_PREVIEW_COUNT):
-    """Validate a preview count from JSON, a query string or the CLI; raise ValidationError naming ``count``."""
+    """Validate a preview count from JSON, a query string or the CLI, or raise ValidationError naming ``count``."""
     if value is None or value == "":
         return default
     if isinstance(value, str) and value.strip().isdigit():
@@ -269,22 +272,22 @@ def _miss_to_api(row):
     }
 
 
-def build_job_spec(row, settings, scheduled_for=None, late=False):
-    """Build the JobSpec of one run of a schedule; raise ValidationError when the stored job is invalid now.
+def build_job_spec(row, settings, scheduled_for, late=False, manual=False):
+    """Build the JobSpec of one run of a schedule, or raise ValidationError when the stored job is invalid now.
 
-    ``scheduled_for`` is None for a run outside the cron times (run-now). The
-    description names the schedule and marks late and manual runs.
+    For a run-now (``manual``), ``scheduled_for`` is the time of the request.
+    The description names the schedule and marks late and manual runs.
     """
     body = {"type": row["type"], "queue": row["queue"], "payload": row["payload"], "options": row["options"]}
     spec = parse_job_request(body, settings, account=row["source_account_id"])
     spec.schedule_id = str(row["id"])
     spec.scheduled_for = iso(scheduled_for)
-    spec.description = _run_description(row["name"], scheduled_for, late)
+    spec.description = _run_description(row["name"], scheduled_for, late, manual)
     return spec
 
 
-def _run_description(name, scheduled_for, late):
-    if scheduled_for is None:
+def _run_description(name, scheduled_for, late, manual=False):
+    if manual:
         return f"schedule {name} (run now)"
     if late:
         return f"schedule {name} (late run for {iso(scheduled_for)})"
@@ -361,7 +364,7 @@ class ScheduleService:
         return result
 
     def create(self, body, account="primary"):
-        """Validate and store a new schedule; raise Conflict when the name is taken."""
+        """Validate and store a new schedule, or raise Conflict when the name is taken."""
         row = parse_schedule_request(body, self.settings, account)
         now = self._now()
         row["id"] = str(uuid.uuid4())
@@ -372,7 +375,7 @@ class ScheduleService:
         return schedule_to_api(stored)
 
     def update(self, name, changes):
-        """Apply the fields in ``changes`` to schedule ``name``; the whole result is validated again."""
+        """Apply the fields in ``changes`` to schedule ``name`` and validate the whole result again."""
         if not isinstance(changes, dict):
             raise ValidationError("body", "expected a JSON object with the fields to change")
         if "name" in changes and changes["name"] != name:
@@ -412,8 +415,11 @@ class ScheduleService:
     def run_now(self, name):
         """Enqueue one run of a schedule now, outside its cron times, and return the job id."""
         row = self._row(name)
-        job_id, _ = self.queue.enqueue(build_job_spec(row, self.settings))
-        self.schedules.mark_run(row["id"], self._now())
+        now = self._now()
+        # scheduled_for keeps its microseconds, so it cannot take the unique
+        # (schedule_id, scheduled_for) slot of a cron occurrence, which is a whole second.
+        job_id, _ = self.queue.enqueue(build_job_spec(row, self.settings, now, manual=True))
+        self.schedules.mark_run(row["id"], now)
         log.info("schedule %s: job %s enqueued by run-now", name, job_id)
         return {"id": job_id, "schedule": name, "type": row["type"], "queue": row["queue"]}
 
@@ -450,13 +456,13 @@ class PlannedRun:
 
 @dataclass
 class Plan:
-    """What one pass does for one schedule: the runs, the missed occurrences and the new cursor."""
+    """The outcome of one pass over one schedule: runs, missed occurrences and the new cursor."""
 
     runs: list = field(default_factory=list)
     missed_count: int = 0
     first_missed: datetime | None = None
     last_missed: datetime | None = None
-    # The first occurrence this pass leaves for later; None when the schedule never fires again.
+    # The first occurrence this pass leaves for later, or None when the schedule never fires again.
     next_run_at: datetime | None = None
 
 
@@ -559,14 +565,14 @@ class SchedulerLease:
         self.owner = owner
         self.token = f"{owner} {uuid.uuid4().hex}"
         self.ttl_ms = ttl_ms
-        # The fencing counter's value when this process took the lease; None while it does not hold it.
+        # The fencing counter's value when this process took the lease, or None while it does not hold it.
         self.fence = None
         self._acquire = connection.register_script(_ACQUIRE_SCRIPT)
         self._renew = connection.register_script(_RENEW_SCRIPT)
         self._release = connection.register_script(_RELEASE_SCRIPT)
 
     def hold(self):
-        """Renew the lease, or take it when it is free; return whether this process holds it."""
+        """Renew the lease, or take it when it is free, and return whether this process holds it."""
         if self.fence is not None:
             if self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
                 return True
@@ -637,6 +643,8 @@ redis.call('SET', KEYS[10], ARGV[1], 'PX', last_job_ttl)
 
 """
 FIRED, LEASE_LOST, ALREADY_CLAIMED, OVERLAP_SKIPPED = 1, -1, -2, -3
+# Start of the claim value of an occurrence that overlap policy skip skipped; other claims are job ids.
+_SKIPPED_CLAIM_PREFIX = "skipped for "
 
 
 def _enqueue_arguments(queue, spec):
@@ -707,7 +715,7 @@ class Scheduler:
     # ------------------------------------------------------------ one pass
 
     def run_once(self, now=None):
-        """Fire every due occurrence if this process holds the lease; return the seconds until the next pass.
+        """Fire every due occurrence if this process holds the lease, and return the seconds until the next pass.
 
         ``now`` is epoch seconds and defaults to the clock.
         """
@@ -761,6 +769,8 @@ class Scheduler:
     def _run_schedule(self, row, now):
         schedule = self._parse(row)
         if schedule is None:
+            # Clearing next_run_at takes the schedule out of the due list until an update fixes it.
+            self.schedules.advance(row, row["next_run_at"], None, None, [], now)
             return
         grace = row["misfire_grace_ms"]
         plan = plan_occurrences(schedule, row["next_run_at"], now, row["misfire_policy"],
@@ -786,12 +796,12 @@ class Scheduler:
                           detail=f"misfire policy {row['misfire_policy']}")
 
     def _fire_runs(self, row, plan):
-        """Enqueue the planned runs; return what was enqueued and the misses found on the way."""
+        """Enqueue the planned runs and return what was enqueued and the misses found on the way."""
         result = _PassResult()
         if not plan.runs:
             return result
         try:
-            template = build_job_spec(row, self.settings)
+            template = build_job_spec(row, self.settings, plan.runs[0].scheduled_for)
         except ValidationError as error:
             log.error("schedule %s: %d runs rejected because the job request is invalid: %s; fix it with "
                       "`nself-jobs schedule update`", row["name"], len(plan.runs), error)
@@ -815,6 +825,9 @@ class Scheduler:
             log.info("schedule %s: enqueued job %s for %s%s", row["name"], value, moment,
                      " (late)" if run.late else "")
         elif code == ALREADY_CLAIMED:
+            # A pass that lost its lease after firing left this claim, and its job still counts as the late run.
+            if run.late and not value.startswith(_SKIPPED_CLAIM_PREFIX):
+                result.late_job_ids.append(value)
             log.debug("schedule %s: occurrence %s was already fired (%s)", row["name"], moment, value)
         elif code == OVERLAP_SKIPPED:
             log.info("schedule %s: skipped the run for %s because job %s of an earlier run is still waiting "

@@ -82,6 +82,8 @@ class Worker:
         self._settle = self.redis.register_script(load_script("settle"))
         self._step = self.redis.register_script(step_script())
         self._settlement = None
+        # Set when a claim or step call failed on the connection: Redis may have run it and lost only the reply.
+        self._reply_lost = False
         self.shutdown_grace_ms = shutdown_grace_ms if shutdown_grace_ms is not None else \
             settings.env.int("JOBS_SHUTDOWN_GRACE", 8000, minimum=0)
 
@@ -185,7 +187,8 @@ class Worker:
 
     def work(self, burst=False, max_jobs=None):
         """Run jobs until stopped; with ``burst``, stop when no job is waiting."""
-        self.heartbeat()
+        if not self._register():
+            return
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         log.info("worker %s started on queues %s", self.name, ", ".join(self.queues))
@@ -199,15 +202,40 @@ class Worker:
             self._deregister()
             log.info("worker %s stopped after %d jobs", self.name, self.jobs_done)
 
+    def _register(self, retry_s=1.0):
+        """Write the first heartbeat, retrying while Redis is unreachable or at its client limit.
+
+        Returns False when the worker is stopped before Redis accepts it.
+        """
+        failures = 0
+        while not self.stopping:
+            try:
+                self.heartbeat()
+            except redis.RedisError as error:
+                failures += 1
+                if failures == 1 or failures % 60 == 0:
+                    log.warning("worker %s cannot register with Redis (%s); retrying every %.0f s (%d failures)",
+                                self.name, error, retry_s, failures)
+                time.sleep(retry_s)
+                continue
+            if failures:
+                log.info("worker %s registered with Redis after %d failed attempts", self.name, failures)
+            return True
+        return False
+
     def _work_once(self, burst):
         try:
-            if self._settlement is not None:
+            if self._reply_lost:
+                claimed = self._recover_lost_reply()
+            elif self._settlement is not None:
                 recorded, claimed = self.settle_and_claim(self._settlement)
                 self._settled(recorded)
             else:
                 claimed = self.claim()
         except redis.RedisError as error:
             # The settlement is kept and sent again, so a Redis restart loses no finished attempt.
+            if isinstance(error, (redis.ConnectionError, redis.TimeoutError)):
+                self._reply_lost = True
             log.warning("worker %s cannot reach Redis (%s); retrying in 1 s", self.name, error)
             time.sleep(1)
             return True
@@ -229,6 +257,41 @@ class Worker:
                         "(recovered, cancelled or finished elsewhere); this outcome was dropped",
                         self._settlement.args[0], self.name)
         self._settlement = None
+
+    def _recover_lost_reply(self):
+        """Record the kept settlement on its own, then return a claim whose reply was lost, or None.
+
+        A connection can drop after Redis ran a claim or step script and before its
+        reply arrived. The job is then running under this worker's name while no
+        process runs it, and the recovery sweep would only find it when its lease
+        lapses (its timeout plus LEASE_GRACE_S), so this worker looks for it and runs it.
+        """
+        if self._settlement is not None:
+            job_id = self._settlement.args[0]
+            if not self._settle(keys=self._settlement.keys, args=self._settlement.args):
+                log.info("job %s: the attempt was already recorded, by the call whose reply was lost or by "
+                         "another process", job_id)
+            self._settlement = None
+        claimed = self._find_lost_claim()
+        self._reply_lost = False
+        return claimed
+
+    def _find_lost_claim(self):
+        """Return the claim reply for a running job of this worker's registries that names this worker."""
+        pipeline = self.redis.pipeline(transaction=False)
+        for rq_queue in self.rq_queues:
+            pipeline.zrange(keys.registry_key("wip", rq_queue), 0, -1)
+        for index, job_ids in enumerate(pipeline.execute(), start=1):
+            for job_id in job_ids:
+                fields = self.redis.hmget(keys.job_key(job_id), "status", "worker_name", "nj_attempts", "nj_type",
+                                          "nj_payload", "nj_timeout_ms", "nj_account", "nj_max_attempts",
+                                          "nj_retry_delay_ms", "nj_backoff")
+                if fields[0] == "started" and fields[1] == self.name:
+                    log.warning("worker %s lost the reply to its claim of job %s (attempt %s); running it now",
+                                self.name, job_id, fields[2])
+                    # The same shape as the claim script's reply.
+                    return [job_id, index, *fields[2:]]
+        return None
 
     def _flush_settlement(self, deadline_s=60):
         """Record the last attempt before exiting, retrying while Redis is unreachable."""

@@ -35,7 +35,7 @@ teardown() {
   assert_contains "$output" "DATABASE_URL=postgresql://"
   assert_contains "$output" ":***@"
   assert_not_contains "$output" "$BATS_DB_PASSWORD"
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
 }
 
 @test "init runs again without changes" {
@@ -44,7 +44,7 @@ teardown() {
 
   run bash "$NSELF_PLUGIN_PATH/actions/init.sh"
   assert_status 0
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
 }
 
 @test "init --json prints parseable result" {

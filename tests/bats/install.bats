@@ -62,10 +62,10 @@ run_uninstall() {
   assert_status 0
   assert_contains "$output" "creating the virtual environment $INSTALLED/.venv"
   assert_contains "$output" "installing the pinned dependencies"
-  assert_contains "$output" "Schema: 4 tables and 6 views in place"
+  assert_contains "$output" "Schema: 5 tables and 6 views in place"
   [ -x "$INSTALLED/.venv/bin/python" ]
   [ -f "$INSTALLED/.venv/.nself-jobs-requirements" ]
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
 }
 
 @test "second install reuses venv and skips pip" {
@@ -82,7 +82,7 @@ run_uninstall() {
   assert_contains "$output" "dependencies are up to date"
   assert_not_contains "$output" "installing the pinned dependencies"
   assert_equal "$(stat -c '%Y %s' "$stamp")" "$stamp_before"
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
   # pip alone takes several seconds even with nothing to install.
   [ "$elapsed_ms" -lt 10000 ] || {
     echo "second install took $elapsed_ms ms" >&2
@@ -114,7 +114,7 @@ run_uninstall() {
   run_install "$INSTALLED"
 
   assert_status 0
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
 }
 
 @test "install with unreachable database warns" {
@@ -198,14 +198,14 @@ run_uninstall() {
   run_uninstall --keep-data
 
   assert_status 0
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
   [ -d "$BATS_FILE_TMPDIR/jobs-home/data/jobs/redis" ]
 }
 
 @test "uninstall drops tables and private data" {
   run bash "$INSTALLED/actions/init.sh"
   assert_status 0
-  assert_equal "$(count_plugin_relations)" 10
+  assert_equal "$(count_plugin_relations)" 11
   mkdir -p "$BATS_FILE_TMPDIR/jobs-home/data/jobs/redis"
 
   run_uninstall

@@ -104,10 +104,10 @@ with psycopg.connect(sys.argv[1], autocommit=True, connect_timeout=5) as connect
 PY
 }
 
-# Print how many of the plugin's 4 tables and 6 views exist in this file's schema.
+# Print how many of the plugin's 5 tables and 6 views exist in this file's schema.
 count_plugin_relations() {
   db_query "SELECT count(*) FROM information_schema.tables WHERE table_schema = '$BATS_SCHEMA'
-            AND table_name IN ('jobs', 'job_results', 'job_failures', 'job_schedules', 'jobs_active',
+            AND table_name IN ('jobs', 'job_results', 'job_failures', 'job_schedules', 'job_schedule_misses', 'jobs_active',
                                'jobs_failed_details', 'queue_stats', 'job_type_stats', 'recent_failures',
                                'scheduled_jobs_overview')"
 }

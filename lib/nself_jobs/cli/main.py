@@ -14,6 +14,7 @@ import click
 from .. import __version__, jobtypes
 from ..errors import JobsError, ValidationError
 from ..jobspec import parse_job_request
+from ..history.store import TABLES, VIEWS
 from ..jobview import job_details
 from ..jsonio import dumps, loads_strict
 from ..settings import QUEUE_NAMES, load_settings
@@ -84,7 +85,8 @@ def init(context, as_json):
         raise fail_for(error) from error
 
     def human(data):
-        click.echo("Redis: ok\nPostgreSQL: ok\nSchema: 4 tables and 6 views in place\n\nConfiguration:")
+        click.echo(f"Redis: ok\nPostgreSQL: ok\nSchema: {len(TABLES)} tables and {len(VIEWS)} views in place"
+                   "\n\nConfiguration:")
         for name, value in data["configuration"].items():
             click.echo(f"  {name}={value}")
         click.echo("\nQueues:")
@@ -300,7 +302,8 @@ cli.add_command(schedule)
 def main():
     from .operate import cancel, promote, retry
     from .stats import stats
-    for command in (retry, cancel, promote, stats):
+    from .doctor import doctor
+    for command in (retry, cancel, promote, stats, doctor):
         cli.add_command(command)
     cli(prog_name="nself-jobs")
 

@@ -24,6 +24,7 @@ EXIT_NOTHING_TO_DO = 7    # retry found no failed job to retry
 EXIT_INVALID_JOB = 8      # a job request was invalid (the REST API answers 422)
 EXIT_NOT_FOUND = 9        # the named job or schedule does not exist
 EXIT_CONFLICT = 10        # the action does not fit the job's state, such as retrying a completed job
+EXIT_INVARIANT = 11       # doctor found a broken queue invariant that is still there at exit
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

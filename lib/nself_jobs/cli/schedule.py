@@ -201,7 +201,7 @@ def update(name, as_json, **values):
 @click.argument("name")
 @JSON_OPTION
 def enable(name, as_json):
-    """Enable schedule NAME; it fires from its next occurrence on, and missed nothing while disabled."""
+    """Enable schedule NAME from its next occurrence on; occurrences while it was disabled do not run."""
     service = _service()
     _emit(_call(service.set_enabled, name, True), as_json, _print_summary)
 
@@ -246,8 +246,8 @@ def run_now(name, as_json):
 def preview(target, count, timezone_name, as_json):
     """Show the next fire times of a cron expression or of the schedule called NAME.
 
-    An argument with a space or a leading @ (such as '*/5 * * * *' or @daily) is an
-    expression; anything else is a schedule name.
+    An argument with a space or a leading @ is an expression, such as '*/5 * * * *'
+    or @daily. Any other argument is a schedule name.
     """
     if " " in target.strip() or target.startswith("@"):
         service = ScheduleService(_context().settings, schedules=None, queue=None)

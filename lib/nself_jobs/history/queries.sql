@@ -88,7 +88,7 @@ WHERE to_regclass(name) IS NULL;
 -- Drop the plugin's views and tables (uninstall with data deletion).
 DROP VIEW IF EXISTS scheduled_jobs_overview, recent_failures, job_type_stats, queue_stats,
     jobs_failed_details, jobs_active;
-DROP TABLE IF EXISTS job_failures, job_results, job_schedules, jobs;
+DROP TABLE IF EXISTS job_schedule_misses, job_failures, job_results, job_schedules, jobs;
 
 -- name: list_jobs
 -- One page of jobs, newest first; the (created_at, id) cursor keeps pages stable while jobs are added.
@@ -364,20 +364,42 @@ WHERE source_account_id = %(account)s
 GROUP BY 1, 2;
 
 -- name: dashboard_failure_groups
--- Failed jobs that ended since %(since)s, grouped by their last error, largest group first.
-SELECT last_error AS error,
-       count(*) AS jobs,
-       max(completed_at) AS last_seen,
-       min(completed_at) AS first_seen,
-       (array_agg(id ORDER BY completed_at DESC))[1:%(samples)s] AS sample_ids,
-       (array_agg(DISTINCT type))[1:%(samples)s] AS types
+-- Failed jobs that ended since %(since)s, grouped by their last error, largest group first,
+-- with the group's job types, most frequent first. Hash aggregates only: no sort of every row.
+WITH per_type AS (
+    SELECT last_error, type, count(*) AS jobs, max(completed_at) AS last_seen, min(completed_at) AS first_seen
+    FROM jobs
+    WHERE source_account_id = %(account)s
+      AND status = 'failed'
+      AND completed_at >= %(since)s::timestamptz
+    GROUP BY last_error, type
+)
+SELECT last_error AS error, sum(jobs)::bigint AS jobs, max(last_seen) AS last_seen, min(first_seen) AS first_seen,
+       array_agg(type ORDER BY jobs DESC) AS types
+FROM per_type
+GROUP BY last_error
+ORDER BY jobs DESC, last_seen DESC
+LIMIT %(limit)s;
+
+-- name: dashboard_recent_failures
+-- The latest %(limit)s failed jobs that ended since %(since)s, newest first: the sample ids of failure groups.
+SELECT id, last_error
 FROM jobs
 WHERE source_account_id = %(account)s
   AND status = 'failed'
   AND completed_at >= %(since)s::timestamptz
-GROUP BY last_error
-ORDER BY jobs DESC, last_seen DESC
+ORDER BY completed_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- name: dashboard_failure_samples
+-- The latest failed jobs of the given last errors since %(since)s: samples of groups missing from the recent ones.
+SELECT last_error, (array_agg(id ORDER BY completed_at DESC))[1:%(samples)s] AS sample_ids
+FROM jobs
+WHERE source_account_id = %(account)s
+  AND status = 'failed'
+  AND completed_at >= %(since)s::timestamptz
+  AND last_error = ANY(%(errors)s::text[])
+GROUP BY last_error;
 
 -- name: metrics_jobs_by_status
 -- Jobs in the history per app, type and status.
@@ -413,7 +435,7 @@ FROM jobs
 WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: doctor_unfinished_jobs
--- Jobs whose history says pending, delayed or active, oldest first, at most %(limit)s.
+-- Jobs whose history status is pending, delayed or active, oldest first, at most %(limit)s.
 SELECT id::text AS id, status
 FROM jobs
 WHERE status IN ('pending', 'delayed', 'active')
@@ -421,7 +443,7 @@ ORDER BY created_at
 LIMIT %(limit)s;
 
 -- name: doctor_correct_status
--- Set a job's status to the one Redis holds, unless the history writer changed it since the doctor read %(seen)s.
+-- Set a job's status to its status in Redis, unless the history writer changed it since the doctor read %(seen)s.
 UPDATE jobs SET
     status = %(status)s::text,
     last_error = COALESCE(%(last_error)s::text, last_error),

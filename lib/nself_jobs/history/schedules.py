@@ -26,7 +26,7 @@ class ScheduleStore:
     def __init__(self, history, keep_connection=False):
         self.history = history
         self.keep_connection = keep_connection
-        self._kept = None
+        self._shared_connection = None
 
     @contextmanager
     def _connection(self):
@@ -35,9 +35,9 @@ class ScheduleStore:
                 with self.history.connect(autocommit=True) as connection:
                     yield connection
                 return
-            if self._kept is None or self._kept.closed:
-                self._kept = self.history.connect(autocommit=True)
-            yield self._kept
+            if self._shared_connection is None or self._shared_connection.closed:
+                self._shared_connection = self.history.connect(autocommit=True)
+            yield self._shared_connection
         except psycopg.errors.UniqueViolation:
             raise
         except psycopg.Error as error:
@@ -45,9 +45,9 @@ class ScheduleStore:
             raise self.history.translate(error) from error
 
     def close(self):
-        if self._kept is not None:
-            self._kept.close()
-            self._kept = None
+        if self._shared_connection is not None:
+            self._shared_connection.close()
+            self._shared_connection = None
 
     def _fetch_one(self, query_name, parameters):
         with self._connection() as connection:
@@ -60,7 +60,7 @@ class ScheduleStore:
     # ------------------------------------------------------------ definitions
 
     def insert(self, row, now):
-        """Insert a schedule and return the stored row; raise Conflict when the name is taken."""
+        """Insert a schedule and return the stored row, or raise Conflict when the name is taken."""
         parameters = _definition_parameters(row, now)
         parameters.update(id=row["id"], account=row["account"], name=row["name"])
         try:
@@ -70,7 +70,7 @@ class ScheduleStore:
                            "update it, or delete it first") from error
 
     def update(self, name, row, now):
-        """Replace the definition of schedule ``name``; return the stored row, or None when unknown."""
+        """Replace the definition of schedule ``name`` and return the stored row, or None when unknown."""
         parameters = _definition_parameters(row, now)
         parameters["name"] = name
         return self._fetch_one("schedule_update", parameters)
@@ -82,7 +82,7 @@ class ScheduleStore:
         return self._fetch_all("schedule_list", {})
 
     def delete(self, name):
-        """Delete a schedule and its miss records; return its id, or None when unknown."""
+        """Delete a schedule and its miss records, and return its id, or None when unknown."""
         row = self._fetch_one("schedule_delete", {"name": name})
         return row["id"] if row else None
 
@@ -116,7 +116,7 @@ class ScheduleStore:
     def advance(self, schedule, expected_next_run_at, next_run_at, last_run_at, misses, now):
         """Move a schedule's next_run_at on and record its misses, in one transaction.
 
-        ``misses`` holds objects with the fields of a ``job_schedule_misses`` row
+        ``misses`` contains objects with the fields of a ``job_schedule_misses`` row
         (``MissRecord`` in ``scheduler.py``).
 
         The update only applies while next_run_at still equals

@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from ..errors import ServiceUnavailable
 from ..paths import PLUGIN_DIR
 
-TABLES = ("jobs", "job_results", "job_failures", "job_schedules")
+TABLES = ("jobs", "job_results", "job_failures", "job_schedules", "job_schedule_misses")
 VIEWS = ("jobs_active", "jobs_failed_details", "queue_stats", "job_type_stats",
          "recent_failures", "scheduled_jobs_overview")
 # Serialises concurrent schema applications (two `init` runs, or init beside a worker).

@@ -1,199 +1,42 @@
 """The REST API and dashboard: a Bottle app built by :func:`create_app`.
 
-Every error is JSON ``{"error": message, "field": path?}`` with a status that
-says what went wrong: 400 unreadable body, 404 unknown id, 413 body too large,
-422 invalid value, 503 Redis or PostgreSQL down. No handler lets an exception
-become a 500 without logging it.
+The handlers live by concept: ``api.py`` (REST), ``metrics.py`` (Prometheus),
+``dashboard.py`` and ``dashboard_actions.py`` (HTML pages and their forms),
+``security.py`` (token, sessions, CSRF, headers). Error mapping is in
+``responses.py``; its helpers are imported here too, where older modules look
+for them.
 """
 
 import logging
-import time
+from urllib.parse import quote
 
 import bottle
 
-from .. import __version__, jobtypes
-from ..errors import (Conflict, JobsError, MalformedRequest, NotFound, PayloadTooLarge, ServiceUnavailable,
-                      ValidationError)
 from ..history import HistoryStore
-from ..history.listing import list_jobs
-from ..jobview import job_details
-from ..jobspec import normalise_account, parse_job_request
-from ..jsonio import dumps, loads_strict
+from ..jsonio import dumps
 from ..paths import TEMPLATES_DIR
-from ..operations import Operations
 from ..queue import JobQueue
-from ..settings import QUEUE_NAMES
+from .api import Api
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
+from .responses import (error_response, handle_errors, json_response, read_json_body,  # noqa: F401 - re-exported
+                        request_account)
+from .schedules_api import register_schedule_routes
+from .security import Security, add_security_headers
 
 log = logging.getLogger(__name__)
 
-STATES = ("waiting", "active", "completed", "failed", "delayed", "cancelled")
-JOB_STATUSES = ("pending", "active", "completed", "failed", "delayed", "cancelled")
+# Open without a token even when JOBS_API_TOKEN is set: nself's health checks call them.
+OPEN_PATHS = ("/health", "/ready")
+
+# Older name of the error wrapper, passed to register_schedule_routes.
+_handle_errors = handle_errors
 
 
-def json_response(status, body):
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    return dumps(body)
-
-
-def error_response(status, message, field=None):
-    body = {"error": message}
-    if field:
-        body["field"] = field
-    return json_response(status, body)
-
-
-def request_account():
-    """Return the nself app of the request: X-App-Name, then ?app=, normalised; 'primary' by default."""
-    return normalise_account(bottle.request.get_header("X-App-Name") or bottle.request.query.get("app"))
-
-
-def read_json_body(max_bytes):
-    """Read and parse the request body; raise PayloadTooLarge or ValidationError."""
-    length = bottle.request.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(length, max_bytes)
-    raw = bottle.request.body.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(len(raw), max_bytes)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise MalformedRequest("body", f"invalid UTF-8 at byte {error.start}; send the body as UTF-8") from None
-    if not text.strip():
-        raise ValidationError("body", "empty body: send a JSON object")
-    return loads_strict(text)
-
-
-class Api:
-    """Route handlers over one queue and one history store."""
-
-    def __init__(self, settings, queue, store):
-        self.settings = settings
-        self.queue = queue
-        self.store = store
-        self.operations = Operations(queue)
-
-    def health(self):
-        body = {"status": "ok", "service": "jobs", "version": __version__}
-        try:
-            warning = self.queue.eviction_warning()
-        except ServiceUnavailable:
-            warning = None
-        if warning:
-            body["warnings"] = [warning]
-        return json_response(200, body)
-
-    def ready(self):
-        down = {}
-        try:
-            self.queue.redis.ping()
-        except Exception as error:  # noqa: BLE001 - any failure means not ready
-            down["redis"] = str(error) or type(error).__name__
-        try:
-            with self.store.connect(autocommit=True) as connection:
-                connection.execute("SELECT 1")
-        except Exception as error:  # noqa: BLE001
-            down["postgres"] = str(error) or type(error).__name__
-        if down:
-            return json_response(503, {"status": "unavailable", "down": down})
-        return json_response(200, {"status": "ready"})
-
-    def create_job(self):
-        body = read_json_body(self.settings.max_payload_bytes)
-        spec = parse_job_request(body, self.settings, account=request_account())
-        job_id, created = self.queue.enqueue(spec)
-        status = ("delayed" if spec.delay_ms else "pending") if created else "existing"
-        return json_response(201 if created else 200, {
-            "id": job_id, "type": spec.type, "queue": spec.queue, "status": status,
-            "priority": spec.priority_name, "created": created,
-        })
-
-    def get_job(self, job_id):
-        details = job_details(job_id, self.queue, self.store)
-        if details is None:
-            raise NotFound(f"job {job_id} not found")
-        return json_response(200, details)
-
-    def list_jobs(self):
-        query = bottle.request.query
-        status = query.get("status") or None
-        if status is not None and status not in JOB_STATUSES:
-            raise ValidationError("status", f"unknown status {status!r}: expected one of {', '.join(JOB_STATUSES)}")
-        queue_name = query.get("queue") or None
-        if queue_name is not None and queue_name not in QUEUE_NAMES:
-            raise ValidationError("queue", f"unknown queue {queue_name!r}: expected one of {', '.join(QUEUE_NAMES)}")
-        try:
-            page_size = int(query.get("pageSize", "20"))
-        except ValueError:
-            raise ValidationError("pageSize", "expected a whole number") from None
-        page = list_jobs(self.store, request_account(), status=status, queue=queue_name,
-                         job_type=query.getunicode("type") or None, page_size=page_size,
-                         cursor=query.get("cursor") or None)
-        return json_response(200, page)
-
-    def cancel_job(self, job_id):
-        outcome = self.operations.cancel(job_id)
-        return json_response(200 if outcome == "cancelled" else 202, {"id": job_id, "status": outcome})
-
-    def retry_job(self, job_id):
-        self.operations.retry(job_id)
-        return json_response(200, {"id": job_id, "status": "pending"})
-
-    def promote_job(self, job_id):
-        self.operations.promote(job_id)
-        return json_response(200, {"id": job_id, "status": "pending"})
-
-    def stats(self):
-        counts = self.queue.counts()
-        totals = {state: sum(queue[state] for queue in counts.values()) for state in STATES}
-        return json_response(200, {"queues": counts, "total": totals, "timestamp": time.time()})
-
-    def dashboard(self):
-        counts = self.queue.counts()
-        return bottle.template("overview", counts=counts, queues=QUEUE_NAMES, types=jobtypes.names(),
-                               settings=self.settings)
-
-
-def _handle_errors(callback):
-    def wrapper(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except MalformedRequest as error:
-            return error_response(400, error.message, error.field)
-        except ValidationError as error:
-            return error_response(422, error.message, error.field)
-        except PayloadTooLarge as error:
-            return error_response(413, str(error))
-        except NotFound as error:
-            return error_response(404, str(error))
-        except Conflict as error:
-            return error_response(409, str(error))
-        except ServiceUnavailable as error:
-            log.warning("request %s %s failed: %s", bottle.request.method, bottle.request.path, error)
-            return error_response(503, str(error))
-        except JobsError as error:
-            return error_response(409, str(error))
-        except bottle.HTTPResponse:
-            raise
-        except Exception:
-            log.exception("request %s %s failed", bottle.request.method, bottle.request.path)
-            return error_response(500, "internal error; see the server log")
-    return wrapper
-
-
-def create_app(settings, queue=None, store=None):
-    """Build the Bottle app; ``queue`` and ``store`` default to ones built from ``settings``."""
-    queue = queue or JobQueue.from_settings(settings)
-    store = store or HistoryStore.from_settings(settings)
-    api = Api(settings, queue, store)
-    app = bottle.Bottle()
-    if str(TEMPLATES_DIR) not in bottle.TEMPLATE_PATH:
-        bottle.TEMPLATE_PATH.insert(0, str(TEMPLATES_DIR))
-
-    routes = [
+def _api_routes(api):
+    return [
         ("GET", "/health", api.health),
         ("GET", "/ready", api.ready),
+        ("GET", "/api/openapi.json", api.openapi),
         ("POST", "/api/jobs", api.create_job),
         ("GET", "/api/jobs", api.list_jobs),
         ("GET", "/api/jobs/<job_id>", api.get_job),
@@ -201,13 +44,74 @@ def create_app(settings, queue=None, store=None):
         ("POST", "/api/jobs/<job_id>/retry", api.retry_job),
         ("POST", "/api/jobs/<job_id>/promote", api.promote_job),
         ("GET", "/api/stats", api.stats),
+        ("GET", "/api/queues", api.queues),
+        ("POST", "/api/queues/<name>/pause", api.pause_queue),
+        ("POST", "/api/queues/<name>/resume", api.resume_queue),
     ]
-    if settings.dashboard_enabled:
-        routes.append(("GET", settings.dashboard_path, api.dashboard))
-    for method, path, handler in routes:
-        app.route(path, method, _handle_errors(handler))
-    from .schedules_api import register_schedule_routes  # that module imports this one, so not at the top
+
+
+def _metrics_handler(metrics):
+    def handler():
+        bottle.response.content_type = METRICS_CONTENT_TYPE
+        return metrics.render()
+    return handler
+
+
+def _is_dashboard_path(path, dashboard_path):
+    return path == dashboard_path or path.startswith(dashboard_path + "/")
+
+
+def _auth_gate(settings, security):
+    """Return a before_request hook that enforces JOBS_API_TOKEN; see security.py for the rules."""
+    dashboard_path = settings.dashboard_path
+    login_path = f"{dashboard_path}/login"
+    static_prefix = f"{dashboard_path}/static/"
+
+    def check():
+        if not security.enabled:
+            return
+        path = bottle.request.path
+        if path in OPEN_PATHS:
+            return
+        if settings.dashboard_enabled and _is_dashboard_path(path, dashboard_path):
+            if path == login_path or path.startswith(static_prefix) or security.dashboard_allowed():
+                return
+            if bottle.request.method in ("GET", "HEAD"):
+                target = bottle.request.fullpath + ("?" + bottle.request.query_string
+                                                     if bottle.request.query_string else "")
+                raise bottle.HTTPResponse(status=303, headers={
+                    "Location": f"{dashboard_path}/login?next={quote(target, safe='')}"})
+            raise bottle.HTTPResponse("Log in to the dashboard first.", status=401,
+                                      headers={"Content-Type": "text/plain; charset=utf-8"})
+        if security.bearer_valid():
+            return
+        body = dumps({"error": "missing or invalid token: send Authorization: Bearer <JOBS_API_TOKEN>"})
+        raise bottle.HTTPResponse(body, status=401, headers={
+            "Content-Type": "application/json", "WWW-Authenticate": 'Bearer realm="nself-jobs"'})
+
+    return check
+
+
+def create_app(settings, queue=None, store=None):
+    """Build the Bottle app; ``queue`` and ``store`` default to ones built from ``settings``."""
+    queue = queue or JobQueue.from_settings(settings)
+    store = store or HistoryStore.from_settings(settings)
+    api = Api(settings, queue, store)
+    security = Security(settings.api_token, settings.dashboard_path)
+    app = bottle.Bottle()
+    if str(TEMPLATES_DIR) not in bottle.TEMPLATE_PATH:
+        bottle.TEMPLATE_PATH.insert(0, str(TEMPLATES_DIR))
+
+    app.add_hook("before_request", _auth_gate(settings, security))
+    app.add_hook("after_request", add_security_headers)
+
+    for method, path, handler in _api_routes(api):
+        app.route(path, method, handle_errors(handler))
+    app.route("/metrics", "GET", handle_errors(_metrics_handler(Metrics(queue, store))))
     register_schedule_routes(app, settings, queue, store, _handle_errors)
+    if settings.dashboard_enabled:
+        from .dashboard import register_dashboard_routes
+        register_dashboard_routes(app, settings, queue, store, security)
 
     @app.error(404)
     def not_found(error):
@@ -217,5 +121,11 @@ def create_app(settings, queue=None, store=None):
     def not_allowed(error):
         return error_response(405, f"method {bottle.request.method} not allowed on {bottle.request.path}")
 
+    @app.error(500)
+    def internal_error(error):
+        log.error("request %s %s failed: %s", bottle.request.method, bottle.request.path, error.exception)
+        return error_response(500, "internal error; see the server log")
+
     app.api = api
+    app.security = security
     return app

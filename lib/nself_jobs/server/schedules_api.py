@@ -9,7 +9,7 @@ import bottle
 
 from ..history.schedules import ScheduleStore
 from ..scheduler import ScheduleService
-from .app import json_response, read_json_body, request_account
+from .responses import json_response, read_json_body, request_account
 
 
 class ScheduleApi:
