@@ -21,7 +21,7 @@
     <a href="{{page.link('/schedules')}}" class="{{'on' if page.active == 'schedules' else ''}}">Schedules</a>
   </nav>
   <span class="app" title="nself app: history lists show its jobs only">app: {{page.account}}</span>
-  % if page.logged_in and page.active is not None:
+  % if page.login_enabled and page.active is not None:
   <form method="post" action="{{page.link('/logout')}}" class="inline">
     <input type="hidden" name="{{page.csrf_field}}" value="{{page.csrf}}">
     <button type="submit" class="link">Log out</button>

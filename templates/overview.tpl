@@ -43,6 +43,9 @@
 <p class="note">Live counts from Redis, for every app. Completed, failed and cancelled count the jobs Redis still keeps (JOBS_CLEAN_COMPLETED_AFTER, JOBS_CLEAN_FAILED_AFTER); the history keeps them all.</p>
 
 <h2>Last 24 hours</h2>
+% if history_error:
+<p class="flash error">The history in PostgreSQL is unavailable, so the charts are missing: {{history_error}}</p>
+% end
 <div class="charts">
 % for chart in charts:
 <figure class="chart">
@@ -81,7 +84,7 @@
   <span class="muted">idle</span>
   % end
   </td>
-  <td>{{page.format_age(now.fromtimestamp(worker['lastSeen'], now.tzinfo), now)}}</td>
+  <td>{{page.format_age(worker['last_seen_at'])}}</td>
 </tr>
 % end
 </tbody>

@@ -7,12 +7,13 @@ app; live counts, workers and paused queues come from Redis. The POST handlers
 are in ``dashboard_actions.py``.
 """
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 import bottle
 
 from .. import cron, jobtypes
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound, ServiceUnavailable, ValidationError
 from ..history.dashboard_queries import JobFilter, count_jobs, failure_groups, hourly_outcomes, job_page
 from ..history.schedules import ScheduleStore
 from ..jobview import job_details
@@ -25,6 +26,8 @@ from .control import QueueControl
 from .dashboard_actions import BULK_RETRY_LIMIT, DashboardActions
 from .pages import page_errors, render
 from .responses import query_text, request_account
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
@@ -71,15 +74,24 @@ class Dashboard:
     def overview(self):
         counts = self.queue.counts()
         workers = self.control.alive_workers()
-        start, completed, failed = hourly_outcomes(self.store, request_account())
-        charts = [hourly_chart("Completed, last 24 h", "completed", completed, start, "completed"),
-                  hourly_chart("Failed, last 24 h", "failed", failed, start, "failed")]
+        for worker in workers:
+            worker["last_seen_at"] = datetime.fromtimestamp(worker["lastSeen"], timezone.utc)
+        try:
+            start, completed, failed = hourly_outcomes(self.store, request_account())
+        except ServiceUnavailable as error:
+            # The live part comes from Redis, so the page stays useful while PostgreSQL is down.
+            log.warning("dashboard overview without charts: %s", error)
+            charts, history_error = [], str(error)
+        else:
+            charts = [hourly_chart("Completed, last 24 h", "completed", completed, start, "completed"),
+                      hourly_chart("Failed, last 24 h", "failed", failed, start, "failed")]
+            history_error = None
         totals = {state: sum(row[state] for row in counts.values())
                   for state in ("waiting", "active", "delayed", "failed")}
         serving = {name: sum(1 for worker in workers if name in worker["queues"]) for name in QUEUE_NAMES}
         return self.render("overview", "Overview", "overview", queues=QUEUE_NAMES, counts=counts, totals=totals,
                            workers=workers, serving=serving, charts=charts, types=jobtypes.names(),
-                           now=datetime.now(timezone.utc))
+                           history_error=history_error)
 
     # ------------------------------------------------------------ job lists
 

@@ -97,7 +97,7 @@ class Metrics:
             history = self.history_counts()
         except ServiceUnavailable as error:
             if not self._history_down:
-                log.warning("metrics: history metrics left out until PostgreSQL answers again: %s", error)
+                log.warning("metrics: history metrics left out until PostgreSQL is reachable again: %s", error)
             self._history_down = True
             history = None
         else:

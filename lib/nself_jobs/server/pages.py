@@ -87,7 +87,8 @@ class PageContext:
         return self._csrf
 
     @property
-    def logged_in(self):
+    def login_enabled(self):
+        """Whether JOBS_API_TOKEN is set, so that pages offer a logout button."""
         return self.security.enabled
 
     def link(self, path="", **params):
