@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from . import jobtypes
 from .errors import ValidationError
+from .jsonio import check_text
 from .keys import DEFAULT_PRIORITY, PRIORITIES
 from .settings import QUEUE_NAMES
 
@@ -110,6 +111,7 @@ def _optional_text(options, name, max_length):
         return None
     if not isinstance(value, str) or not value or len(value) > max_length:
         raise ValidationError(f"options.{name}", f"expected a non-empty string of at most {max_length} characters")
+    check_text(value, f"options.{name}")
     return value
 
 

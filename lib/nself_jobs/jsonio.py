@@ -49,22 +49,37 @@ def loads_strict(text, field="body"):
         raise MalformedRequest(field, f"invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except RecursionError:
         raise ValidationError(field, f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    _reject_nul(value, field)
+    _check_strings(value, field)
     return value
 
 
-def _reject_nul(value, field):
-    # PostgreSQL's jsonb cannot store U+0000, so such a job could never reach its history.
+def check_text(text, field):
+    """Raise ValidationError for text that Redis and PostgreSQL cannot store.
+
+    PostgreSQL's jsonb rejects U+0000, and a lone surrogate (from a ``\\ud800``
+    escape or a command-line byte that is not UTF-8) cannot be encoded as UTF-8.
+    """
+    if "\x00" in text:
+        raise ValidationError(field, "strings must not contain the NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "strings must be valid Unicode: a lone surrogate such as \\ud800 "
+                                     "or a byte that is not UTF-8 was found") from None
+
+
+def _check_strings(value, field):
+    """Check every string in a parsed JSON value; errors name the path, such as ``payload.to[1]``."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError(field, "strings must not contain the NUL character (\\u0000)")
+        check_text(value, field)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _reject_nul(key, field)
-            _reject_nul(item, field)
+            check_text(key, field)
+            child = key if field == "body" else f"{field}.{key}"
+            _check_strings(item, child.encode("utf-8", "backslashreplace").decode("ascii", "replace"))
     elif isinstance(value, list):
-        for item in value:
-            _reject_nul(item, field)
+        for index, item in enumerate(value):
+            _check_strings(item, f"{field}[{index}]")
 
 
 def dumps(value):

@@ -7,6 +7,7 @@ same job at once change it once.
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -42,6 +43,10 @@ class Operations:
         self._promote = self.redis.register_script(load_script("promote"))
 
     def _origin(self, job_id):
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            raise NotFound(f"job {job_id!r} not found: job ids are UUIDs") from None
         try:
             origin = self.redis.hget(keys.job_key(job_id), "origin")
         except redis.RedisError as error:

@@ -110,18 +110,24 @@ def _ensure_schema(settings, embedded):
 
 def _make_server(settings, app):
     from waitress import create_server
+    # Waitress refuses a body this large before reading it; the app answers 413 with the
+    # limit for bodies between JOBS_MAX_PAYLOAD_BYTES and this.
     return create_server(app, host=settings.bind_host, port=settings.port, threads=8, ident="nself-jobs",
-                         clear_untrusted_proxy_headers=True)
+                         clear_untrusted_proxy_headers=True,
+                         max_request_body_size=2 * settings.max_payload_bytes + 65_536)
 
 
-def _start_server_thread(settings, stop_event):
+def _start_server_thread(settings, stop_event, recover_lost_jobs=True):
     from ..history import HistoryWriter
+    from ..maintenance import Maintenance
     from ..queue import connect_redis
     from ..server.app import create_app
 
     server = _make_server(settings, create_app(settings))
     writer = HistoryWriter(connect_redis(settings.redis_url), runtime.HistoryStore.from_settings(settings))
     writer.start_thread(stop_event)
+    if recover_lost_jobs:
+        Maintenance(connect_redis(settings.redis_url), settings).start_thread(stop_event)
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
     return server
@@ -206,7 +212,7 @@ def up(context, concurrency):
 
     supervisor = Supervisor(settings, list(QUEUE_NAMES), concurrency or settings.concurrency,
                             log_config=runtime.LogConfig(settings, "worker.log"))
-    http = _start_server_thread(settings, supervisor.stop_event)
+    http = _start_server_thread(settings, supervisor.stop_event, recover_lost_jobs=False)
     click.echo(f"nself-jobs up: API and dashboard on http://{settings.bind_host}:{settings.port}"
                f"{settings.dashboard_path}; Ctrl-C stops everything")
     try:

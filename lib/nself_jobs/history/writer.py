@@ -24,6 +24,7 @@ import psycopg
 import redis
 
 from .. import keys
+from ..errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ class HistoryWriter:
                     stop_event.wait(IDLE_SLEEP_S)
                 else:
                     self._warn_on_backlog()
-            except (psycopg.Error, OSError) as error:
+            except (psycopg.Error, ServiceUnavailable, OSError) as error:
                 self._note_outage(error)
                 self._warn_on_backlog()
                 stop_event.wait(backoff_s)
@@ -326,7 +327,7 @@ class HistoryWriter:
             if leader and self.acquire_lease():
                 self.drain_all(max_batches=50)
                 self.release_lease()
-        except (psycopg.Error, redis.RedisError, OSError) as error:
+        except (psycopg.Error, redis.RedisError, ServiceUnavailable, OSError) as error:
             log.warning("history writer stopped with events left in Redis (%s); the next writer writes them", error)
         if self._db is not None:
             self._db.close()

@@ -34,7 +34,12 @@ def error_response(status, message, field=None):
 
 def request_account():
     """Return the nself app of the request: X-App-Name, then ?app=, normalised; 'primary' by default."""
-    return normalise_account(bottle.request.get_header("X-App-Name") or bottle.request.query.getunicode("app"))
+    try:
+        header = bottle.request.get_header("X-App-Name")
+    except UnicodeError:
+        # Not UTF-8: normalising keeps only [a-z0-9_-], so read the raw bytes as Latin-1.
+        header = bottle.request.environ.get("HTTP_X_APP_NAME", "")
+    return normalise_account(header or bottle.request.query.getunicode("app"))
 
 
 def read_json_body(max_bytes):
