@@ -32,9 +32,9 @@ def _act_on_one(operation, job_id):
 @click.command()
 @click.option("--queue", type=click.Choice(QUEUE_NAMES), default=None, help="Retry failed jobs of this queue only.")
 @click.option("--type", "job_type", default=None, help="Retry failed jobs of this job type only.")
-@click.option("--id", "job_id", default=None, help="Retry this one job; a job that is not failed is refused.")
+@click.option("--id", "job_id", default=None, help="Retry this one job; a job that is not failed is rejected with exit code 10.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=10, show_default=True,
-              help="Most jobs to retry, oldest failure first.")
+              help="Maximum number of jobs to retry, oldest failure first.")
 @click.option("--show", is_flag=True, help="List the jobs that would be retried and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context

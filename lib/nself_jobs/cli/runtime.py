@@ -1,4 +1,4 @@
-"""What every command needs before it runs: settings, services, logging and exit codes."""
+"""Shared set-up of every command: settings, services, logging and exit codes."""
 
 import logging
 import logging.handlers
@@ -21,7 +21,7 @@ EXIT_REDIS = 4            # Redis could not be reached
 EXIT_DATABASE = 5         # PostgreSQL could not be reached
 EXIT_SCHEMA = 6           # the plugin's tables are missing: run init
 EXIT_NOTHING_TO_DO = 7    # retry found no failed job to retry
-EXIT_INVALID_JOB = 8      # a job request was invalid (the REST API answers 422)
+EXIT_INVALID_JOB = 8      # a job request was invalid (the REST API returns 422)
 EXIT_NOT_FOUND = 9        # the named job or schedule does not exist
 EXIT_CONFLICT = 10        # the action does not fit the job's state, such as retrying a completed job
 EXIT_INVARIANT = 11       # doctor found a broken queue invariant that is still there at exit

@@ -6,6 +6,7 @@ earlier pages, so no job is repeated or skipped while a client pages through.
 """
 
 import base64
+import uuid
 from datetime import datetime
 
 from ..errors import ValidationError
@@ -20,13 +21,21 @@ def encode_cursor(row):
 
 
 def decode_cursor(cursor):
-    """Return ``(created_at, id)`` from a cursor; raise ValidationError for a malformed one."""
+    """Return ``(created_at, id)`` from a cursor.
+
+    Raises ValidationError unless the cursor names a time-zone-aware timestamp and a
+    job UUID, so a forged cursor never reaches SQL.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, job_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        return datetime.fromisoformat(created), job_id
+        created_at = datetime.fromisoformat(created)
+        uuid.UUID(job_id)
     except (ValueError, UnicodeDecodeError):
-        raise ValidationError("cursor", "malformed cursor: pass back the nextCursor of the previous page") from None
+        created_at = None
+    if created_at is None or created_at.tzinfo is None:
+        raise ValidationError("cursor", "malformed cursor: pass back the nextCursor of the previous page")
+    return created_at, job_id
 
 
 def list_jobs(store, account, status=None, queue=None, job_type=None, page_size=20, cursor=None):
